@@ -1,0 +1,268 @@
+"""Sphinx extension that makes the course book work offline and link every chapter to its Colab edition.
+
+What it does, event by event:
+
+- ``config-inited``: sets ``COMPANION_PROGRESS=0`` before any notebook executes, so the training loops of
+  ``companion.train`` draw no tqdm widget into the static pages (a widget would need a CDN to render); and,
+  unless the last build was clean, makes this build read every page again, so old warnings are raised again.
+- ``builder-inited`` (HTML builders): removes the clean-build stamp of the last build; checks that MathJax 3
+  was installed from npm (``npm ci``) and points ``mathjax_path`` at the copy served from the book's own
+  ``_static`` folder, so equations render offline.
+- ``doctree-read``: strips otter-grader's ``# BEGIN SOLUTION`` / ``# END SOLUTION`` marker lines from the
+  rendered notebook code cells (the chapter sources keep them; the Colab edition uses them to blank the answer);
+  makes every page depend on this file and each chapter on ``companion/*.py``, so that a change in either is
+  seen by the next incremental build (a chapter is then executed again).
+- ``doctree-resolved``: adds an "Open in Colab" link under the title of every page in ``chapters/``, pointing at
+  ``notebooks/<stem>.ipynb`` on GitHub, with owner, repository and branch read from ``repository:`` in
+  ``_config.yml``.
+- ``html-page-context``: writes each inline script once (Sphinx 7.4 can write one twice, a console error).
+- ``build-finished``: copies the MathJax files the pages load (and nothing else) into ``_static/mathjax``;
+  turns the bare index.html redirect into a page that names the favicon; and writes ``.clean-build.json``
+  when the build ended with no warning, so the browser test can tell a clean build from one that merely
+  produced HTML.
+"""
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from docutils import nodes
+from sphinx.application import ENV_PICKLE_FILENAME, Sphinx
+from sphinx.config import Config
+from sphinx.errors import ConfigError, ExtensionError
+
+__version__ = "1.0.0"
+
+CHAPTER_DIR = "chapters/"
+COMPANION_DIR = "companion"  # the package whose code the chapters run
+NOTEBOOK_DIR = "notebooks"
+COLAB_BASE = "https://colab.research.google.com/github"
+MATHJAX_STATIC = "mathjax"  # folder under the build's _static
+CLEAN_BUILD_STAMP = ".clean-build.json"
+
+# Only these MathJax files are served: the combined TeX-to-CHTML component, the CHTML web fonts it fetches
+# glyph by glyph, and the TeX extensions its autoload package fetches the first time a page uses one of their
+# macros (\boldsymbol, \cancel, \color, ...). Paths are relative to node_modules/mathjax/es5.
+MATHJAX_ENTRY = "tex-chtml.js"
+MATHJAX_GLOBS = ("tex-chtml.js", "output/chtml/fonts/woff-v2/*.woff", "input/tex/extensions/*.js")
+# all-packages.js bundles every extension at once; autoload never asks for it.
+MATHJAX_SKIP = {"input/tex/extensions/all-packages.js"}
+
+# The whole of the index.html that sphinx-external-toc writes when the root page is not called index.
+ETOC_REDIRECT = re.compile(r'^<meta http-equiv="Refresh" content="0; url=([^"]+)" />\s*$')
+# otter-grader's block markers (optionally "NO PROMPT"), alone on their line.
+SOLUTION_MARKER = re.compile(r"^[ \t]*#[ \t]*(BEGIN|END)[ \t]+SOLUTION([ \t]+NO[ \t]+PROMPT)?[ \t]*$")
+
+
+def set_progress_off(app: Sphinx, config: Config) -> None:
+    """Turn off companion progress bars for every kernel the build starts.  Shapes: none."""
+    # Kernels inherit this process's environment, and config-inited runs before myst-nb executes anything.
+    os.environ["COMPANION_PROGRESS"] = "0"
+
+
+def reread_after_unclean_build(app: Sphinx, config: Config) -> None:
+    """Read every page again when the last build had warnings, so that they are raised again.  Shapes: none."""
+    # Sphinx warns about a page only when it reads or writes it: after a build with warnings, an incremental
+    # build that leaves those pages alone would pass -W. Dropping the saved environment (config-inited comes
+    # before Sphinx loads it) makes this build a full one; a clean last build keeps builds incremental.
+    if not (Path(app.outdir) / CLEAN_BUILD_STAMP).is_file():
+        (Path(app.doctreedir) / ENV_PICKLE_FILENAME).unlink(missing_ok=True)
+
+
+def _mathjax_source(book_root: Path) -> Path:
+    """node_modules/mathjax/es5 of the book, checked against the version pinned in package.json.  Shapes: none."""
+    package_json = book_root / "package.json"
+    module_dir = book_root / "node_modules" / "mathjax"
+    try:
+        wanted = json.loads(package_json.read_text(encoding="utf-8"))["dependencies"]["mathjax"]
+    except (OSError, KeyError, ValueError) as err:
+        raise ConfigError(
+            f"expected {package_json} to pin mathjax under 'dependencies' (the book serves MathJax itself), "
+            f"but reading it failed: {err!r}"
+        ) from err
+    entry = module_dir / "es5" / MATHJAX_ENTRY
+    if not entry.is_file():
+        raise ConfigError(
+            f"MathJax is not installed: expected {entry}, which is missing. "
+            f"Run `npm ci` in {book_root} (it installs mathjax {wanted} from package-lock.json), then build again."
+        )
+    try:
+        found = json.loads((module_dir / "package.json").read_text(encoding="utf-8"))["version"]
+    except (OSError, KeyError, ValueError):
+        found = "an unknown version"
+    if found != wanted:
+        raise ConfigError(
+            f"expected mathjax {wanted} (pinned in package.json) in {module_dir}, found {found}. "
+            f"Run `npm ci` in {book_root} to install the pinned version."
+        )
+    return module_dir / "es5"
+
+
+def use_local_mathjax(app: Sphinx) -> None:
+    """Point mathjax_path at the book's own copy of MathJax 3, failing early if it is not installed.  Shapes: none."""
+    if app.builder.format != "html":
+        return
+    # A stamp from an earlier build says nothing about this one, whichever way this one ends.
+    (Path(app.outdir) / CLEAN_BUILD_STAMP).unlink(missing_ok=True)
+    _mathjax_source(Path(app.confdir))
+    # A relative mathjax_path is resolved against _static by Sphinx. The mathjax3_config that Jupyter Book and
+    # MyST set (which HTML classes to typeset) is kept: Sphinx writes it as window.MathJax before this script.
+    app.config.mathjax_path = f"{MATHJAX_STATIC}/{MATHJAX_ENTRY}"
+
+
+def strip_solution_markers(app: Sphinx, doctree: nodes.document) -> None:
+    """Remove otter's solution marker lines from the rendered code cells.  Shapes: none."""
+    for cell_input in doctree.findall(nodes.container):
+        if cell_input.get("nb_element") != "cell_code_source":
+            continue  # only notebook code cells: a fenced block that explains the markers keeps them
+        for block in cell_input.findall(nodes.literal_block):
+            text = block.astext()
+            kept = [line for line in text.splitlines() if not SOLUTION_MARKER.match(line)]
+            if len(kept) != len(text.splitlines()):
+                new_text = "\n".join(kept)
+                block.rawsource = new_text
+                block[:] = [nodes.Text(new_text)]
+
+
+def note_code_dependencies(app: Sphinx, doctree: nodes.document) -> None:
+    """Make every page depend on this extension, and every chapter on the companion package.  Shapes: none."""
+    # Sphinx re-reads a page only when the page or a noted dependency is newer than its last read. A chapter
+    # runs companion code, so a change there must re-execute it; a change here changes how every page renders.
+    srcdir = Path(app.srcdir)
+    app.env.note_dependency(os.path.relpath(__file__, srcdir))
+    if not app.env.docname.startswith(CHAPTER_DIR):
+        return
+    for path in sorted((srcdir / COMPANION_DIR).rglob("*.py")):
+        if "__pycache__" not in path.parts:
+            app.env.note_dependency(path.relative_to(srcdir).as_posix())
+
+
+def _github_repository(config: Config) -> tuple[str, str, str, str]:
+    """(owner, repository, branch, path of the book in it) from `repository:` in _config.yml.  Shapes: none."""
+    options = config.html_theme_options or {}
+    url = options.get("repository_url", "")
+    parsed = urlparse(url)
+    parts = [p for p in parsed.path.split("/") if p]
+    if parsed.netloc not in ("github.com", "www.github.com") or len(parts) != 2:
+        raise ExtensionError(
+            "expected `repository: url:` in _config.yml to be https://github.com/<owner>/<repo> "
+            f"(the Colab links are built from it), got {url!r}"
+        )
+    owner, repo = parts[0], parts[1].removesuffix(".git")
+    branch = options.get("repository_branch") or "main"
+    book_path = (options.get("path_to_docs") or "").strip("/")
+    return owner, repo, branch, book_path
+
+
+def colab_url(config: Config, docname: str) -> str:
+    """The Colab URL of the generated notebook of a chapter page.  Shapes: none."""
+    owner, repo, branch, book_path = _github_repository(config)
+    notebook = f"{NOTEBOOK_DIR}/{Path(docname).name}.ipynb"
+    in_repo = f"{book_path}/{notebook}" if book_path else notebook
+    return f"{COLAB_BASE}/{owner}/{repo}/blob/{branch}/{in_repo}"
+
+
+def add_colab_link(app: Sphinx, doctree: nodes.document, docname: str) -> None:
+    """Put an "Open in Colab" link under the title of every chapter page.  Shapes: none."""
+    if app.builder.format != "html" or not docname.startswith(CHAPTER_DIR):
+        return
+    url = colab_url(app.config, docname)
+    link = nodes.raw(
+        "",
+        f'<p class="colab-link-line"><a class="colab-link" href="{url}" target="_blank" rel="noopener">'
+        "Open in Colab</a></p>\n",
+        format="html",
+    )
+    section = next(iter(doctree.findall(nodes.section)), None)
+    if section is None or not section.children or not isinstance(section[0], nodes.title):
+        raise ExtensionError(f"expected chapter page {docname!r} to start with a '# N. Title' heading, found none")
+    section.insert(1, link)
+
+
+def drop_duplicate_scripts(app: Sphinx, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
+    """Write each inline script once per page, so none is declared twice.  Shapes: none."""
+    # Sphinx 7.4 registers an inline script added after the builder started once with filename None and again,
+    # when writing starts, with filename '': the page then runs sphinx-thebe's `const THEBE_JS_URL = ...` twice,
+    # a SyntaxError in the browser console of every page.
+    scripts = context.get("script_files")
+    if not scripts:
+        return
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for script in scripts:
+        if hasattr(script, "filename"):  # a Sphinx _JavaScript: None and '' both mean "inline"
+            key = (str(script.filename or ""), repr(sorted(script.attributes.items())))
+        else:  # an old-style plain file name
+            key = (str(script), "")
+        if key not in seen:
+            seen.add(key)
+            unique.append(script)
+    scripts[:] = unique
+
+
+def _copy_mathjax(source: Path, static_dir: Path) -> None:
+    """Copy the served subset of MathJax, and its licence, into _static/mathjax.  Shapes: none."""
+    target = static_dir / MATHJAX_STATIC
+    if target.exists():
+        shutil.rmtree(target)  # a stale file from an older MathJax must not linger
+    for pattern in MATHJAX_GLOBS:
+        for path in sorted(source.glob(pattern)):
+            rel = path.relative_to(source).as_posix()
+            if rel in MATHJAX_SKIP:
+                continue
+            (target / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target / rel)
+    shutil.copy2(source.parent / "LICENSE", target / "LICENSE")
+
+
+def _complete_redirect_page(app: Sphinx, outdir: Path) -> None:
+    """Make the bare index.html redirect that Jupyter Book writes a page that names the favicon.  Shapes: none."""
+    index = outdir / "index.html"
+    match = ETOC_REDIRECT.match(index.read_text(encoding="utf-8")) if index.is_file() else None
+    if match is None:
+        return  # the root page is index itself, or this page was already completed
+    target = html.escape(match.group(1))
+    title = html.escape(app.config.html_title or app.config.project)
+    # Without a <link rel="icon"> the browser asks for /favicon.ico, which the book does not have: a 404.
+    favicon = app.config.html_favicon
+    icon = "" if not favicon else (
+        f'<link rel="icon" href="{html.escape(favicon if "://" in favicon else "_static/" + Path(favicon).name)}">'
+    )
+    index.write_text(
+        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{title}</title>\n'
+        f'<meta http-equiv="Refresh" content="0; url={target}">\n{icon}\n</head>\n'
+        f'<body><p><a href="{target}">{title}</a></p></body>\n</html>\n',
+        encoding="utf-8",
+    )
+
+
+def finish_build(app: Sphinx, exception: Exception | None) -> None:
+    """Serve MathJax from the build, complete the index redirect, record a clean build.  Shapes: none."""
+    if exception is not None or app.builder.format != "html":
+        return
+    outdir = Path(app.outdir)
+    _copy_mathjax(_mathjax_source(Path(app.confdir)), outdir / "_static")
+    _complete_redirect_page(app, outdir)
+    # Sphinx keeps its warning count private; without it we cannot vouch for the build, so no stamp.
+    if getattr(app, "_warncount", None) == 0:
+        stamp = {"warnings": 0, "nitpicky": bool(app.config.nitpicky)}
+        (outdir / CLEAN_BUILD_STAMP).write_text(json.dumps(stamp) + "\n", encoding="utf-8")
+
+
+def setup(app: Sphinx) -> dict[str, Any]:
+    """Register the course book's event handlers.  Shapes: none."""
+    app.connect("config-inited", set_progress_off)
+    app.connect("config-inited", reread_after_unclean_build)
+    app.connect("builder-inited", use_local_mathjax)
+    app.connect("doctree-read", strip_solution_markers)
+    app.connect("doctree-read", note_code_dependencies)
+    app.connect("doctree-resolved", add_colab_link)
+    app.connect("html-page-context", drop_duplicate_scripts)
+    app.connect("build-finished", finish_build)
+    return {"version": __version__, "parallel_read_safe": True, "parallel_write_safe": True}

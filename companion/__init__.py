@@ -1,0 +1,17 @@
+"""Companion code for the course "Attention, from kernels to Transformers": every algorithm the chapters show."""
+from . import cues, data, plotting, pooling, training, utils
+from .cues import *  # noqa: F401,F403
+from .data import *  # noqa: F401,F403
+from .plotting import *  # noqa: F401,F403
+from .pooling import *  # noqa: F401,F403
+from .training import *  # noqa: F401,F403
+from .utils import *  # noqa: F401,F403
+
+__all__ = [
+    *utils.__all__,
+    *data.__all__,
+    *cues.__all__,
+    *pooling.__all__,
+    *plotting.__all__,
+    *training.__all__,
+]

@@ -1,0 +1,58 @@
+"""The toy regression problem of chapters 2-3: y = 2 sin(x) + x^0.8 plus noise (d2l's example)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = ["target_function", "RegressionData", "make_regression_data"]
+
+
+def target_function(x: Tensor) -> Tensor:
+    """The noise-free target f(x) = 2 sin(x) + x^0.8 of chapter 2.  Shapes: x (...) -> (...)."""
+    # x**0.8 is NaN for x < 0; the course only samples x in [0, x_max).
+    return 2 * torch.sin(x) + x**0.8
+
+
+@dataclass
+class RegressionData:
+    """Training pairs and a noise-free test grid (chapter 2).  Shapes: x_train, y_train (n,); x_test, y_test (m,)."""
+
+    x_train: Tensor  # (n,) sorted inputs
+    y_train: Tensor  # (n,) noisy targets
+    x_test: Tensor  # (m,) evenly spaced inputs
+    y_test: Tensor  # (m,) noise-free truth f(x_test)
+
+    @property
+    def n_train(self) -> int:
+        return self.x_train.numel()
+
+    @property
+    def n_test(self) -> int:
+        return self.x_test.numel()
+
+
+def make_regression_data(
+    n_train: int = 50,
+    n_test: int = 50,
+    noise: float = 0.5,
+    x_max: float = 5.0,
+    seed: int = 0,
+) -> RegressionData:
+    """Sample chapter 2's data set with its own generator (global RNG untouched).  Shapes: -> (n_train,) x2, (n_test,) x2."""
+    if not isinstance(n_train, int) or n_train < 1:
+        raise ValueError(f"n_train must be a positive int, got {n_train!r}")
+    if not isinstance(n_test, int) or n_test < 1:
+        raise ValueError(f"n_test must be a positive int, got {n_test!r}")
+    if noise < 0:
+        raise ValueError(f"noise must be >= 0, got {noise!r}")
+    if x_max <= 0:
+        raise ValueError(f"x_max must be > 0, got {x_max!r}")
+    gen = torch.Generator().manual_seed(seed)
+    x_train, _ = torch.sort(torch.rand(n_train, generator=gen) * x_max)  # (n_train,)
+    y_train = target_function(x_train) + noise * torch.randn(n_train, generator=gen)  # (n_train,)
+    # arange can overshoot by one element through rounding; slicing keeps exactly n_test points.
+    x_test = torch.arange(0, x_max, x_max / n_test, dtype=torch.float32)[:n_test]  # (n_test,)
+    y_test = target_function(x_test)  # (n_test,)
+    return RegressionData(x_train, y_train, x_test, y_test)

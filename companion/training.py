@@ -1,0 +1,64 @@
+"""A full-batch training loop with an optional progress bar (chapter 3)."""
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .utils import try_gpu
+
+__all__ = ["train"]
+
+_OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
+
+
+def _progress_on(progress: bool | None) -> bool:
+    if progress is None:
+        # The book build sets COMPANION_PROGRESS=0 so static pages hold no widgets.
+        return os.environ.get("COMPANION_PROGRESS", "1") != "0"
+    return bool(progress)
+
+
+def train(
+    model: nn.Module,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    inputs: tuple,
+    targets: Tensor,
+    *,
+    num_epochs: int,
+    lr: float,
+    optimizer: str = "sgd",
+    progress: bool | None = None,
+    device: torch.device | str | None = None,
+) -> list[float]:
+    """Full-batch gradient descent on loss_fn(model(*inputs), targets), chapter 3.  Shapes: inputs as model expects, targets like the output -> num_epochs floats."""
+    if not isinstance(num_epochs, int) or isinstance(num_epochs, bool) or num_epochs < 1:
+        raise ValueError(f"num_epochs must be an int >= 1, got {num_epochs!r}")
+    if not lr > 0:
+        raise ValueError(f"lr must be > 0, got {lr!r}")
+    if optimizer not in _OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {sorted(_OPTIMIZERS)}, got {optimizer!r}")
+    if not isinstance(inputs, tuple):
+        raise ValueError(f"inputs must be a tuple of model arguments, got {type(inputs).__name__}")
+    device = torch.device(device) if device is not None else try_gpu()
+    model = model.to(device)
+    inputs = tuple(x.to(device) if isinstance(x, Tensor) else x for x in inputs)
+    targets = targets.to(device)
+    opt = _OPTIMIZERS[optimizer](model.parameters(), lr=lr)
+
+    losses: list[float] = []
+    bar = tqdm(range(num_epochs), desc="train", disable=not _progress_on(progress))
+    for _ in bar:
+        opt.zero_grad()
+        loss = loss_fn(model(*inputs), targets)
+        if loss.dim() != 0:
+            raise ValueError(f"loss_fn must return a scalar, got shape {tuple(loss.shape)}")
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)  # tqdm redraws at its own pace
+    bar.close()
+    return losses

@@ -1,0 +1,72 @@
+"""Devices, seeds and source display shared by every chapter (d2l helper names)."""
+from __future__ import annotations
+
+import inspect
+import random
+import textwrap
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["try_gpu", "cpu", "gpu", "set_seed", "SourceCode", "show_source"]
+
+
+def cpu() -> torch.device:
+    """The CPU device (d2l name, used from chapter 1 on).  Shapes: none."""
+    return torch.device("cpu")
+
+
+def gpu(i: int = 0) -> torch.device:
+    """The i-th CUDA device, whether or not it exists (d2l name).  Shapes: none."""
+    if not isinstance(i, int) or i < 0:
+        raise ValueError(f"gpu index must be a non-negative int, got {i!r}")
+    return torch.device(f"cuda:{i}")
+
+
+def try_gpu(i: int = 0) -> torch.device:
+    """cuda:i if that GPU exists, else the CPU, so chapter code runs anywhere (d2l name).  Shapes: none."""
+    if not isinstance(i, int) or i < 0:
+        raise ValueError(f"gpu index must be a non-negative int, got {i!r}")
+    if torch.cuda.is_available() and torch.cuda.device_count() > i:
+        return gpu(i)
+    return cpu()
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and PyTorch (CPU and CUDA) so chapter outputs are reproducible.  Shapes: none."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+class SourceCode:
+    """Source text that renders as a fenced Python block in Jupyter and the book.  Shapes: none."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def _repr_markdown_(self) -> str:
+        return f"```python\n{self.text.rstrip()}\n```"
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        # IPython's plain-text display (Colab without markdown) shows the code as-is, not quoted.
+        p.text(self.text)
+
+
+def show_source(obj: Any) -> SourceCode:
+    """Show the source of a companion function or class in a chapter (all chapters).  Shapes: none."""
+    try:
+        text = inspect.getsource(obj)
+    except (TypeError, OSError) as err:
+        raise ValueError(
+            f"expected a function, class or module defined in Python source, got {obj!r} ({err})"
+        ) from err
+    return SourceCode(textwrap.dedent(text))

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs everything needed to build the book and run the tests: PyTorch (the CPU build, unless a torch is
+# already installed), the Python requirements, the companion package (editable) and MathJax (served locally).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python -m pip install --upgrade pip >/dev/null
+if ! python -c "import torch" 2>/dev/null; then
+    python -m pip install "torch==2.13.0"
+fi
+python -m pip install -r requirements.txt
+python -m pip install --no-deps -e .
+python -m ipykernel install --user --name python3 >/dev/null
+npm ci --no-audit --no-fund
+echo "Set-up done. Build the book with: jupyter-book build . -W -n --keep-going"

@@ -1,0 +1,108 @@
+"""Tests for companion.training: the full-batch training loop of chapter 3."""
+import pytest
+import torch
+from torch import nn
+
+from companion import NWKernelRegression, leave_one_out, make_regression_data, train
+
+
+@pytest.fixture
+def line_problem():
+    torch.manual_seed(0)
+    x = torch.linspace(-1, 1, 32).unsqueeze(-1)  # (32, 1)
+    y = 2 * x + 1  # (32, 1)
+    return nn.Linear(1, 1), x, y
+
+
+def test_train_lowers_the_loss_of_a_tiny_model(line_problem):
+    model, x, y = line_problem
+    losses = train(model, nn.MSELoss(), (x,), y, num_epochs=50, lr=0.1, progress=False)
+    assert losses[-1] < 0.1 * losses[0]
+
+
+def test_train_returns_one_float_per_epoch(line_problem):
+    model, x, y = line_problem
+    losses = train(model, nn.MSELoss(), (x,), y, num_epochs=7, lr=0.1, progress=False)
+    assert len(losses) == 7
+    assert all(type(v) is float for v in losses)
+
+
+def test_train_records_each_loss_before_its_step(line_problem):
+    model, x, y = line_problem
+    initial = nn.MSELoss()(model(x), y).item()
+    losses = train(model, nn.MSELoss(), (x,), y, num_epochs=3, lr=0.1, progress=False)
+    assert losses[0] == pytest.approx(initial)
+
+
+def test_train_with_adam_lowers_the_loss(line_problem):
+    model, x, y = line_problem
+    losses = train(model, nn.MSELoss(), (x,), y, num_epochs=50, lr=0.05, optimizer="adam", progress=False)
+    assert losses[-1] < losses[0]
+
+
+def test_train_fits_the_bandwidth_of_nw_kernel_regression():
+    data = make_regression_data(seed=0)
+    keys, values = leave_one_out(data.x_train, data.y_train)  # (50, 49) each
+    model = NWKernelRegression(bandwidth=2.0)
+    losses = train(model, nn.MSELoss(), (data.x_train, keys, values), data.y_train,
+                   num_epochs=20, lr=0.5, progress=False, device="cpu")
+    assert losses[-1] < losses[0]
+    assert model.bandwidth < 2.0  # the starting bandwidth over-smooths the sine
+
+
+def test_train_progress_false_prints_nothing(line_problem, capfd):
+    model, x, y = line_problem
+    train(model, nn.MSELoss(), (x,), y, num_epochs=3, lr=0.1, progress=False)
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
+def test_train_honours_companion_progress_0(line_problem, capfd, monkeypatch):
+    monkeypatch.setenv("COMPANION_PROGRESS", "0")
+    model, x, y = line_problem
+    train(model, nn.MSELoss(), (x,), y, num_epochs=3, lr=0.1)
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
+def test_train_shows_progress_bar_with_loss_by_default(line_problem, capfd, monkeypatch):
+    monkeypatch.delenv("COMPANION_PROGRESS", raising=False)
+    model, x, y = line_problem
+    train(model, nn.MSELoss(), (x,), y, num_epochs=3, lr=0.1)
+    _, err = capfd.readouterr()
+    assert "3/3" in err and "loss=" in err
+
+
+def test_train_moves_model_to_requested_device(line_problem):
+    model, x, y = line_problem
+    train(model, nn.MSELoss(), (x,), y, num_epochs=1, lr=0.1, progress=False, device="cpu")
+    assert next(model.parameters()).device == torch.device("cpu")
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"num_epochs": 0}, "num_epochs must be an int >= 1, got 0"),
+        ({"lr": 0.0}, "lr must be > 0, got 0.0"),
+        ({"lr": -0.1}, "lr must be > 0, got -0.1"),
+        ({"optimizer": "rmsprop"}, r"optimizer must be one of \['adam', 'sgd'\], got 'rmsprop'"),
+    ],
+)
+def test_train_rejects_bad_arguments(line_problem, kwargs, match):
+    model, x, y = line_problem
+    args = {"num_epochs": 2, "lr": 0.1, "progress": False, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        train(model, nn.MSELoss(), (x,), y, **args)
+
+
+def test_train_rejects_inputs_that_are_not_a_tuple(line_problem):
+    model, x, y = line_problem
+    with pytest.raises(ValueError, match="inputs must be a tuple of model arguments, got Tensor"):
+        train(model, nn.MSELoss(), x, y, num_epochs=1, lr=0.1, progress=False)
+
+
+def test_train_rejects_non_scalar_loss(line_problem):
+    model, x, y = line_problem
+    per_example = nn.MSELoss(reduction="none")
+    with pytest.raises(ValueError, match=r"loss_fn must return a scalar, got shape \(32, 1\)"):
+        train(model, per_example, (x,), y, num_epochs=1, lr=0.1, progress=False)
