@@ -3,7 +3,8 @@
 What it does, event by event:
 
 - ``config-inited``: sets ``COMPANION_PROGRESS=0`` before any notebook executes, so the training loops of
-  ``companion.train`` draw no tqdm widget into the static pages (a widget would need a CDN to render); and,
+  ``companion.train`` draw no tqdm widget into the static pages (a widget would need a CDN to render), and
+  the inline matplotlib backend, so an ``MPLBACKEND`` set outside cannot take the figures away; and,
   unless the last build was clean, makes this build read every page again, so old warnings are raised again.
 - ``builder-inited`` (HTML builders): removes the clean-build stamp of the last build; checks that MathJax 3
   was installed from npm (``npm ci``) and points ``mathjax_path`` at the copy served from the book's own
@@ -60,10 +61,13 @@ ETOC_REDIRECT = re.compile(r'^<meta http-equiv="Refresh" content="0; url=([^"]+)
 SOLUTION_MARKER = re.compile(r"^[ \t]*#[ \t]*(BEGIN|END)[ \t]+SOLUTION([ \t]+NO[ \t]+PROMPT)?[ \t]*$")
 
 
-def set_progress_off(app: Sphinx, config: Config) -> None:
-    """Turn off companion progress bars for every kernel the build starts.  Shapes: none."""
+def set_kernel_environment(app: Sphinx, config: Config) -> None:
+    """Turn off companion progress bars and draw inline in every kernel the build starts.  Shapes: none."""
     # Kernels inherit this process's environment, and config-inited runs before myst-nb executes anything.
     os.environ["COMPANION_PROGRESS"] = "0"
+    # A non-interactive MPLBACKEND in the environment (Agg, say) would reach the kernels too and leave the pages
+    # without figures: the kernels draw with the inline backend, whose PNGs become the pages' images.
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
 
 
 def reread_after_unclean_build(app: Sphinx, config: Config) -> None:
@@ -257,7 +261,7 @@ def finish_build(app: Sphinx, exception: Exception | None) -> None:
 
 def setup(app: Sphinx) -> dict[str, Any]:
     """Register the course book's event handlers.  Shapes: none."""
-    app.connect("config-inited", set_progress_off)
+    app.connect("config-inited", set_kernel_environment)
     app.connect("config-inited", reread_after_unclean_build)
     app.connect("builder-inited", use_local_mathjax)
     app.connect("doctree-read", strip_solution_markers)

@@ -1,4 +1,7 @@
-"""Queries, keys and values as code: attention pooling, exact (database) and soft (search) lookups, chapter 1."""
+"""Queries, keys and values as code (chapter 1).
+
+Attention pooling, and lookups that are exact (a database) or soft (a search).
+"""
 from __future__ import annotations
 
 import math
@@ -9,69 +12,95 @@ import torch
 from matplotlib.axes import Axes
 from torch import Tensor
 
-__all__ = ["SCORES", "attention_pooling", "exact_match_weights", "similarity_scores", "soft_lookup", "plot_weight_bars"]
+__all__ = [
+    "SCORES",
+    "attention_pooling",
+    "exact_match_weights",
+    "similarity_scores",
+    "soft_lookup",
+    "plot_weight_bars",
+]
 
 SCORES = ("distance", "dot")  # the similarity measures `similarity_scores` knows
 
 
 def _as_rows(name: str, t: Tensor) -> Tensor:
-    """View a set of scalars (n,) as n one-feature vectors (n, 1); vectors (n, d) stay as they are."""
+    """(n,) scalars -> (n, 1) one-feature vectors; (n, d) vectors stay as they are."""
     if not isinstance(t, Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if t.dim() not in (1, 2):
-        raise ValueError(f"{name} must be (n,) scalars or (n, d) vectors, got shape {tuple(t.shape)}")
+        raise ValueError(
+            f"{name} must be (n,) scalars or (n, d) vectors, got shape {tuple(t.shape)}"
+        )
     if t.shape[0] == 0:
-        raise ValueError(f"{name} must hold at least one entry, got shape {tuple(t.shape)}")
+        raise ValueError(
+            f"{name} must hold at least one entry, got shape {tuple(t.shape)}"
+        )
     return t.unsqueeze(-1) if t.dim() == 1 else t
 
 
 def _check_same_width(q: Tensor, k: Tensor, queries: Tensor, keys: Tensor) -> None:
-    """q, k are the (n, d) views of the tensors the caller was given, named in the message."""
+    """q, k are (n, d) views of the caller's queries and keys, named in the message."""
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(
-            f"queries and keys must have the same number of features d, got queries {tuple(queries.shape)} "
-            f"and keys {tuple(keys.shape)}"
+            "queries and keys must have the same number of features d, "
+            f"got queries {tuple(queries.shape)} and keys {tuple(keys.shape)}"
         )
 
 
 def attention_pooling(weights: Tensor, values: Tensor) -> Tensor:
-    """Attention pooling f(q_j) = sum_i alpha_ji v_i, chapter 1 eq. (cues-pooling).  Shapes: weights (n_q, n_k), values (n_k,) or (n_k, d) -> (n_q,) or (n_q, d)."""
+    """Attention pooling f(q_j) = sum_i alpha_ji v_i, chapter 1, eq. (cues-pooling).
+
+    Shapes: weights (n_q, n_k), values (n_k,) or (n_k, d) -> (n_q,) or (n_q, d).
+    """
     if not isinstance(weights, Tensor) or weights.dim() != 2:
         raise ValueError(
-            f"weights must be a 2-D tensor (n_q, n_k), got {tuple(getattr(weights, 'shape', ()))} "
-            f"({type(weights).__name__})"
+            "weights must be a 2-D tensor (n_q, n_k), "
+            f"got {tuple(getattr(weights, 'shape', ()))} ({type(weights).__name__})"
         )
     if not isinstance(values, Tensor) or values.dim() not in (1, 2):
         raise ValueError(
-            f"values must be a tensor (n_k,) or (n_k, d), got {tuple(getattr(values, 'shape', ()))} "
-            f"({type(values).__name__})"
+            "values must be a tensor (n_k,) or (n_k, d), "
+            f"got {tuple(getattr(values, 'shape', ()))} ({type(values).__name__})"
         )
     if weights.shape[1] != values.shape[0]:
         raise ValueError(
             "weights need one column per value (n_k), got weights "
             f"{tuple(weights.shape)} for values {tuple(values.shape)}"
         )
-    # Row j of the result mixes the value rows with the weights of query j; rows need not sum to one
-    # (an exact-match miss is a row of zeros).
+    # Row j of the result mixes the value rows with the weights of query j; rows need
+    # not sum to one (an exact-match miss is a row of zeros).
     return weights @ values  # (n_q, n_k) @ (n_k, d) -> (n_q, d)
 
 
 def exact_match_weights(queries: Tensor, keys: Tensor) -> Tensor:
-    """One-hot weights of a database lookup alpha(q, k_i) = 1[q = k_i], chapter 1 eq. (cues-exact).  Shapes: queries (n_q,) or (n_q, d), keys (n_k,) or (n_k, d) -> (n_q, n_k)."""
+    """Database lookup alpha(q, k_i) = 1[q = k_i], chapter 1, eq. (cues-exact).
+
+    Shapes: queries (n_q,) or (n_q, d), keys (n_k,) or (n_k, d) -> (n_q, n_k).
+    """
     q, k = _as_rows("queries", queries), _as_rows("keys", keys)  # (n_q, d), (n_k, d)
     _check_same_width(q, k, queries, keys)
     n_distinct = torch.unique(k, dim=0).shape[0]
     if n_distinct < k.shape[0]:
-        # With a repeated key a lookup would be ambiguous, as in a table with a repeated primary key.
-        raise ValueError(f"keys must be unique, got {k.shape[0]} keys of which only {n_distinct} are distinct")
-    match = (q.unsqueeze(1) == k.unsqueeze(0)).all(dim=-1)  # (n_q, 1, d) == (1, n_k, d) -> (n_q, n_k)
+        # With a repeated key a lookup would be ambiguous, as in a table with a
+        # repeated primary key.
+        raise ValueError(
+            f"keys must be unique, got {k.shape[0]} keys "
+            f"of which only {n_distinct} are distinct"
+        )
+    # (n_q, 1, d) == (1, n_k, d) -> (n_q, n_k)
+    match = (q.unsqueeze(1) == k.unsqueeze(0)).all(dim=-1)
     # Integer keys (ids) give float weights, so they can multiply float values.
     dtype = k.dtype if k.dtype.is_floating_point else torch.get_default_dtype()
     return match.to(dtype)  # a query that matches no key gets a row of zeros
 
 
 def similarity_scores(queries: Tensor, keys: Tensor, kind: str = "distance") -> Tensor:
-    """Scores s(q, k_i): "distance" = -||q - k_i||^2, "dot" = q . k_i, chapter 1 eq. (cues-scores).  Shapes: queries (n_q,) or (n_q, d), keys (n_k,) or (n_k, d) -> (n_q, n_k)."""
+    """Scores s(q, k_i) of each query with each key, chapter 1, eq. (cues-scores).
+
+    Shapes: queries (n_q,) or (n_q, d), keys (n_k,) or (n_k, d) -> (n_q, n_k).
+    Args: kind "distance" gives -||q - k_i||^2, "dot" gives q . k_i.
+    """
     if kind not in SCORES:
         raise ValueError(f"kind must be one of {SCORES}, got {kind!r}")
     q, k = _as_rows("queries", queries), _as_rows("keys", keys)  # (n_q, d), (n_k, d)
@@ -79,19 +108,31 @@ def similarity_scores(queries: Tensor, keys: Tensor, kind: str = "distance") -> 
     if kind == "dot":
         return q @ k.T  # (n_q, d) @ (d, n_k) -> (n_q, n_k)
     diff = q.unsqueeze(1) - k.unsqueeze(0)  # (n_q, 1, d) - (1, n_k, d) -> (n_q, n_k, d)
-    return -(diff**2).sum(dim=-1)  # (n_q, n_k): the closer the key, the higher the score
+    return -(diff**2).sum(dim=-1)  # (n_q, n_k): closer keys score higher
 
 
 def soft_lookup(
-    queries: Tensor, keys: Tensor, values: Tensor, temperature: float = 1.0, kind: str = "distance"
+    queries: Tensor,
+    keys: Tensor,
+    values: Tensor,
+    temperature: float = 1.0,
+    kind: str = "distance",
 ) -> tuple[Tensor, Tensor]:
-    """Soft lookup: softmax(s(q, k_i) / temperature) over the keys, then attention pooling, chapter 1 eq. (cues-soft).  Shapes: queries (n_q,) or (n_q, d), keys (n_k,) or (n_k, d), values (n_k,) or (n_k, d_v) -> (n_q,) or (n_q, d_v), (n_q, n_k)."""
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
-        temperature > 0 and math.isfinite(temperature)
+    """Soft lookup, softmax(s / temperature) then pooling, chapter 1, eq. (cues-soft).
+
+    Shapes: queries (n_q,) or (n_q, d), keys (n_k,) or (n_k, d),
+    values (n_k,) or (n_k, d_v) -> (n_q,) or (n_q, d_v), weights (n_q, n_k).
+    """
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, (int, float))
+        or not (temperature > 0 and math.isfinite(temperature))
     ):
-        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+        raise ValueError(
+            f"temperature must be a finite number > 0, got {temperature!r}"
+        )
     scores = similarity_scores(queries, keys, kind=kind)  # (n_q, n_k)
-    # softmax over the keys (dim=-1): each query spreads one unit of attention over the keys.
+    # softmax over the keys (dim=-1): each query spreads one unit of attention.
     weights = torch.softmax(scores / temperature, dim=-1)  # (n_q, n_k)
     return attention_pooling(weights, values), weights
 
@@ -106,26 +147,41 @@ def plot_weight_bars(
     title: str | None = None,
     ax: Axes | None = None,
 ) -> Axes:
-    """Grouped bars of the weights one query gives each key, one colour per series (chapter 1).  Shapes: weights (n_k,) or (n_series, n_k)."""
+    """Grouped bars of the weight each key gets, one colour per series, chapter 1.
+
+    Shapes: weights (n_k,) or (n_series, n_k).
+    """
     w = torch.as_tensor(weights).detach().cpu().double()
     if w.dim() == 1:
         w = w.unsqueeze(0)  # one series
     if w.dim() != 2:
-        raise ValueError(f"weights must be (n_k,) or (n_series, n_k), got shape {tuple(w.shape)}")
+        raise ValueError(
+            f"weights must be (n_k,) or (n_series, n_k), got shape {tuple(w.shape)}"
+        )
     n_series, n_k = w.shape
     if key_labels is not None and len(key_labels) != n_k:
-        raise ValueError(f"expected {n_k} key labels (one per column of weights), got {len(key_labels)}")
+        raise ValueError(
+            f"expected {n_k} key labels (one per column of weights), "
+            f"got {len(key_labels)}"
+        )
     if series_labels is not None and len(series_labels) != n_series:
-        raise ValueError(f"expected {n_series} series labels (one per row of weights), got {len(series_labels)}")
+        raise ValueError(
+            f"expected {n_series} series labels (one per row of weights), "
+            f"got {len(series_labels)}"
+        )
     if ax is None:
-        _, ax = plt.subplots(figsize=(max(3.5, 0.6 * n_k + 1.5), 2.5))  # wide enough for one label per key
+        # Wide enough for one label per key.
+        _, ax = plt.subplots(figsize=(max(3.5, 0.6 * n_k + 1.5), 2.5))
     width = 0.8 / n_series  # the group of bars of one key fills 80% of its slot
     for s in range(n_series):
         offsets = [i - 0.4 + width * (s + 0.5) for i in range(n_k)]
         label = series_labels[s] if series_labels is not None else None
         ax.bar(offsets, w[s].tolist(), width=width, label=label)
     ax.set_xticks(range(n_k))
-    ax.set_xticklabels(list(key_labels) if key_labels is not None else [str(i) for i in range(n_k)])
+    if key_labels is not None:
+        ax.set_xticklabels(list(key_labels))
+    else:
+        ax.set_xticklabels([str(i) for i in range(n_k)])
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title is not None:

@@ -1,4 +1,4 @@
-"""The toy regression problem of chapters 2-3: y = 2 sin(x) + x^0.8 plus noise (d2l's example)."""
+"""The toy regression of chapters 2-3: y = 2 sin(x) + x^0.8 plus noise, as in d2l."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,14 +10,20 @@ __all__ = ["target_function", "RegressionData", "make_regression_data"]
 
 
 def target_function(x: Tensor) -> Tensor:
-    """The noise-free target f(x) = 2 sin(x) + x^0.8 of chapter 2.  Shapes: x (...) -> (...)."""
+    """The noise-free target f(x) = 2 sin(x) + x^0.8, chapter 2.
+
+    Shapes: x (...) -> (...).
+    """
     # x**0.8 is NaN for x < 0; the course only samples x in [0, x_max).
     return 2 * torch.sin(x) + x**0.8
 
 
 @dataclass
 class RegressionData:
-    """Training pairs and a noise-free test grid (chapter 2).  Shapes: x_train, y_train (n,); x_test, y_test (m,)."""
+    """Training pairs and a noise-free test grid, chapter 2.
+
+    Shapes: x_train, y_train (n,); x_test, y_test (m,).
+    """
 
     x_train: Tensor  # (n,) sorted inputs
     y_train: Tensor  # (n,) noisy targets
@@ -26,10 +32,18 @@ class RegressionData:
 
     @property
     def n_train(self) -> int:
+        """Number of training pairs n, chapter 2.
+
+        Shapes: none.
+        """
         return self.x_train.numel()
 
     @property
     def n_test(self) -> int:
+        """Number of test points m, chapter 2.
+
+        Shapes: none.
+        """
         return self.x_test.numel()
 
 
@@ -40,7 +54,10 @@ def make_regression_data(
     x_max: float = 5.0,
     seed: int = 0,
 ) -> RegressionData:
-    """Sample chapter 2's data set with its own generator (global RNG untouched).  Shapes: -> (n_train,) x2, (n_test,) x2."""
+    """Sample chapter 2's data set with its own generator (the global RNG is untouched).
+
+    Shapes: -> x_train, y_train (n_train,); x_test, y_test (n_test,).
+    """
     if not isinstance(n_train, int) or n_train < 1:
         raise ValueError(f"n_train must be a positive int, got {n_train!r}")
     if not isinstance(n_test, int) or n_test < 1:
@@ -51,8 +68,10 @@ def make_regression_data(
         raise ValueError(f"x_max must be > 0, got {x_max!r}")
     gen = torch.Generator().manual_seed(seed)
     x_train, _ = torch.sort(torch.rand(n_train, generator=gen) * x_max)  # (n_train,)
-    y_train = target_function(x_train) + noise * torch.randn(n_train, generator=gen)  # (n_train,)
-    # arange can overshoot by one element through rounding; slicing keeps exactly n_test points.
-    x_test = torch.arange(0, x_max, x_max / n_test, dtype=torch.float32)[:n_test]  # (n_test,)
+    draws = torch.randn(n_train, generator=gen)  # (n_train,)
+    y_train = target_function(x_train) + noise * draws  # (n_train,)
+    # arange can overshoot by one element through rounding; slicing keeps n_test points.
+    step = x_max / n_test
+    x_test = torch.arange(0, x_max, step, dtype=torch.float32)[:n_test]  # (n_test,)
     y_test = target_function(x_test)  # (n_test,)
     return RegressionData(x_train, y_train, x_test, y_test)

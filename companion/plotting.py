@@ -1,4 +1,4 @@
-"""Figures for the course: attention heat maps, regression fits and loss curves (chapters 1-3, PNG)."""
+"""Figures of chapters 1-3 (PNG): attention heat maps, regression fits, loss curves."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -20,13 +20,21 @@ def _to_numpy(x, name: str) -> np.ndarray:
     try:
         return np.asarray(x, dtype=float)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be a tensor, array or sequence of numbers, got {type(x).__name__}") from err
+        raise ValueError(
+            f"{name} must be a tensor, array or sequence of numbers, "
+            f"got {type(x).__name__}"
+        ) from err
 
 
 def set_figsize(figsize: tuple[float, float] = (3.5, 2.5)) -> None:
-    """Set matplotlib's default figure size, as d2l does (all chapters).  Shapes: none."""
+    """Set matplotlib's default figure size, as d2l does (all chapters).
+
+    Shapes: none.
+    """
     if len(figsize) != 2 or min(figsize) <= 0:
-        raise ValueError(f"figsize must be (width, height) with positive entries, got {figsize!r}")
+        raise ValueError(
+            f"figsize must be (width, height) with positive entries, got {figsize!r}"
+        )
     plt.rcParams["figure.figsize"] = tuple(figsize)
 
 
@@ -38,7 +46,10 @@ def show_heatmaps(
     figsize: tuple[float, float] = (2.5, 2.5),
     cmap: str = "Reds",
 ) -> Figure:
-    """Grid of attention-weight heat maps with one shared colorbar (d2l signature, chapter 2).  Shapes: matrices (rows, cols, n_q, n_k), (cols, n_q, n_k) or (n_q, n_k)."""
+    """Grid of attention heat maps with one shared colorbar (d2l signature), chapter 2.
+
+    Shapes: matrices (rows, cols, n_q, n_k), (cols, n_q, n_k) or (n_q, n_k).
+    """
     m = _to_numpy(matrices, "matrices")
     if m.ndim == 2:
         m = m[None, None]  # (n_q, n_k) -> (1, 1, n_q, n_k)
@@ -46,14 +57,21 @@ def show_heatmaps(
         m = m[None]  # (cols, n_q, n_k) -> (1, cols, n_q, n_k)
     elif m.ndim != 4:
         raise ValueError(
-            f"matrices must be 2-D (n_q, n_k), 3-D (cols, n_q, n_k) or 4-D (rows, cols, n_q, n_k), got shape {m.shape}"
+            "matrices must be 2-D (n_q, n_k), 3-D (cols, n_q, n_k) "
+            f"or 4-D (rows, cols, n_q, n_k), got shape {m.shape}"
         )
     num_rows, num_cols = m.shape[:2]
     if titles is not None and len(titles) != num_cols:
-        raise ValueError(f"titles must hold one title per column ({num_cols}), got {len(titles)}")
+        raise ValueError(
+            f"titles must hold one title per column ({num_cols}), got {len(titles)}"
+        )
     fig, axes = plt.subplots(
-        num_rows, num_cols, figsize=(figsize[0] * num_cols, figsize[1] * num_rows),
-        sharex=True, sharey=True, squeeze=False,
+        num_rows,
+        num_cols,
+        figsize=(figsize[0] * num_cols, figsize[1] * num_rows),
+        sharex=True,
+        sharey=True,
+        squeeze=False,
     )
     # One colour scale for all panels, so panels can be compared by eye.
     vmin, vmax = float(np.nanmin(m)), float(np.nanmax(m))
@@ -79,19 +97,26 @@ def plot_kernel_regression(
     ax: Axes | None = None,
     title: str | None = None,
 ) -> Axes:
-    """Truth, prediction on the test grid and training points (chapters 2-3).  Shapes: y_hat (n_test,)."""
+    """Truth, prediction on the test grid and training points, chapters 2-3.
+
+    Shapes: y_hat (n_test,).
+    """
     if not isinstance(data, RegressionData):
         raise ValueError(f"data must be a RegressionData, got {type(data).__name__}")
     y = _to_numpy(y_hat, "y_hat")
     if y.shape != tuple(data.x_test.shape):
-        raise ValueError(f"y_hat must have the shape of data.x_test {tuple(data.x_test.shape)}, got {y.shape}")
+        raise ValueError(
+            f"y_hat must have the shape of data.x_test {tuple(data.x_test.shape)}, "
+            f"got {y.shape}"
+        )
     if ax is None:
         _, ax = plt.subplots()
     x_test = _to_numpy(data.x_test, "x_test")
     ax.plot(x_test, _to_numpy(data.y_test, "y_test"), label="truth")
     ax.plot(x_test, y, "--", label=label)
-    ax.plot(_to_numpy(data.x_train, "x_train"), _to_numpy(data.y_train, "y_train"), "o", alpha=0.5,
-            markersize=3, label="training data")
+    x_train = _to_numpy(data.x_train, "x_train")
+    y_train = _to_numpy(data.y_train, "y_train")
+    ax.plot(x_train, y_train, "o", alpha=0.5, markersize=3, label="training data")
     ax.set_xlabel("x")
     ax.set_ylabel("y")
     if title is not None:
@@ -108,10 +133,15 @@ def plot_losses(
     ylabel: str = "loss",
     log: bool = False,
 ) -> Axes:
-    """Training loss per epoch, as returned by train() (chapter 3).  Shapes: losses (num_epochs,)."""
+    """Training loss per epoch, as returned by train(), chapter 3.
+
+    Shapes: losses (num_epochs,).
+    """
     y = _to_numpy(losses, "losses")
     if y.ndim != 1 or y.size == 0:
-        raise ValueError(f"losses must be a non-empty 1-D sequence, got shape {y.shape}")
+        raise ValueError(
+            f"losses must be a non-empty 1-D sequence, got shape {y.shape}"
+        )
     if ax is None:
         _, ax = plt.subplots()
     ax.plot(np.arange(1, y.size + 1), y)

@@ -1,4 +1,8 @@
-"""Attention pooling by kernel regression: average pooling, Nadaraya-Watson and its learnable form (chapters 2-3)."""
+"""Attention pooling as kernel regression (chapters 2-3).
+
+Average pooling, Nadaraya-Watson regression with a choice of kernels, and its learnable
+form with one inverse bandwidth.
+"""
 from __future__ import annotations
 
 from typing import Callable, Union
@@ -22,17 +26,26 @@ Kernel = Union[str, Callable[[Tensor], Tensor]]
 
 
 def gaussian_kernel(u: Tensor) -> Tensor:
-    """Gaussian kernel K(u) = exp(-u^2/2), chapter 2.  Shapes: u (...) -> (...)."""
+    """Gaussian kernel K(u) = exp(-u^2/2), chapter 2, eq. (kernels).
+
+    Shapes: u (...) -> (...).
+    """
     return torch.exp(-(u**2) / 2)
 
 
 def boxcar_kernel(u: Tensor) -> Tensor:
-    """Boxcar kernel K(u) = 1 if |u| <= 1 else 0, chapter 2.  Shapes: u (...) -> (...)."""
+    """Boxcar kernel K(u) = 1 if |u| <= 1 else 0, chapter 2, eq. (kernels).
+
+    Shapes: u (...) -> (...).
+    """
     return (u.abs() <= 1).to(u.dtype)
 
 
 def epanechnikov_kernel(u: Tensor) -> Tensor:
-    """Epanechnikov kernel K(u) = 3/4 (1 - u^2) if |u| <= 1 else 0, chapter 2.  Shapes: u (...) -> (...)."""
+    """Epanechnikov K(u) = 3/4 (1 - u^2) if |u| <= 1 else 0, chapter 2, eq. (kernels).
+
+    Shapes: u (...) -> (...).
+    """
     return torch.where(u.abs() <= 1, 0.75 * (1 - u**2), torch.zeros_like(u))
 
 
@@ -65,11 +78,16 @@ def _check_keys(queries: Tensor, keys: Tensor) -> None:
                 f"got keys {tuple(keys.shape)} for queries {tuple(queries.shape)}"
             )
     else:
-        raise ValueError(f"keys must be (n_k,) or (n_q, n_k), got shape {tuple(keys.shape)}")
+        raise ValueError(
+            f"keys must be (n_k,) or (n_q, n_k), got shape {tuple(keys.shape)}"
+        )
 
 
 def average_pooling(queries: Tensor, values: Tensor) -> Tensor:
-    """Average pooling f(q) = mean_i y_i, the chapter 2 baseline that ignores the query.  Shapes: queries (n_q,), values (n,) -> (n_q,)."""
+    """Average pooling f(q) = mean_i y_i, blind to q, chapter 2, eq. (average-pooling).
+
+    Shapes: queries (n_q,), values (n,) -> (n_q,).
+    """
     _check_1d("queries", queries)
     _check_1d("values", values)
     if values.numel() == 0:
@@ -80,48 +98,75 @@ def average_pooling(queries: Tensor, values: Tensor) -> Tensor:
 def nadaraya_watson_weights(
     queries: Tensor, keys: Tensor, kernel: Kernel = "gaussian", bandwidth: float = 1.0
 ) -> Tensor:
-    """Attention weights alpha(q, k_i) = K((q-k_i)/h) / sum_j K((q-k_j)/h), chapter 2 eq. (NW).  Shapes: queries (n_q,), keys (n_k,) or (n_q, n_k) -> (n_q, n_k)."""
+    """Nadaraya-Watson attention weights, chapter 2, eq. (nw-weights).
+
+    Shapes: queries (n_q,), keys (n_k,) or (n_q, n_k) -> (n_q, n_k).
+    """
     _check_keys(queries, keys)
     if not bandwidth > 0:
         raise ValueError(f"bandwidth must be > 0, got {bandwidth!r}")
     if isinstance(kernel, str):
         if kernel not in KERNELS:
-            raise ValueError(f"kernel must be one of {sorted(KERNELS)} or a callable, got {kernel!r}")
+            raise ValueError(
+                f"kernel must be one of {sorted(KERNELS)} or a callable, got {kernel!r}"
+            )
         kernel_name, kernel_fn = kernel, KERNELS[kernel]
     elif callable(kernel):
         kernel_name, kernel_fn = None, kernel
     else:
-        raise ValueError(f"kernel must be one of {sorted(KERNELS)} or a callable, got {kernel!r}")
+        raise ValueError(
+            f"kernel must be one of {sorted(KERNELS)} or a callable, got {kernel!r}"
+        )
 
     if keys.dim() == 1:
         keys = keys.unsqueeze(0)  # (1, n_k): broadcast the shared keys over queries
     u = (queries.unsqueeze(-1) - keys) / bandwidth  # (n_q, n_k)
     if kernel_name == "gaussian" or kernel_fn is gaussian_kernel:
-        # exp(-u^2/2) normalised is a softmax; the softmax subtracts the row max, so a tiny h never gives 0/0.
+        # exp(-u^2/2) normalised is a softmax; the softmax subtracts the row max,
+        # so a tiny h never gives 0/0.
         return torch.softmax(-(u**2) / 2, dim=-1)  # (n_q, n_k)
     k = kernel_fn(u)  # (n_q, n_k)
     if k.shape != u.shape:
-        raise ValueError(f"kernel must be elementwise, expected output shape {tuple(u.shape)}, got {tuple(k.shape)}")
+        raise ValueError(
+            f"kernel must be elementwise, expected output shape {tuple(u.shape)}, "
+            f"got {tuple(k.shape)}"
+        )
     total = k.sum(dim=-1, keepdim=True)  # (n_q, 1)
     empty = total.squeeze(-1) <= 0  # (n_q,)
     if bool(empty.any()):
         raise ValueError(
-            f"{int(empty.sum())} of {queries.shape[0]} queries have no key within the kernel's window "
-            f"(all weights are zero at bandwidth {bandwidth}); use a larger bandwidth"
+            f"{int(empty.sum())} of {queries.shape[0]} queries have no key within "
+            f"the kernel's window (all weights are zero at bandwidth {bandwidth}); "
+            "use a larger bandwidth"
         )
     return k / total  # (n_q, n_k)
 
 
 def nadaraya_watson(
-    queries: Tensor, keys: Tensor, values: Tensor, kernel: Kernel = "gaussian", bandwidth: float = 1.0
+    queries: Tensor,
+    keys: Tensor,
+    values: Tensor,
+    kernel: Kernel = "gaussian",
+    bandwidth: float = 1.0,
 ) -> tuple[Tensor, Tensor]:
-    """Nadaraya-Watson regression f(q) = sum_i alpha(q, k_i) y_i, chapter 2.  Shapes: queries (n_q,), keys/values (n_k,) or (n_q, n_k) -> (n_q,), (n_q, n_k)."""
-    if not isinstance(values, Tensor) or not isinstance(keys, Tensor) or keys.shape != values.shape:
+    """Nadaraya-Watson regression f(q) = sum_i alpha(q, k_i) y_i, chapter 2, eq. (nw).
+
+    Shapes: queries (n_q,), keys and values (n_k,) or (n_q, n_k) -> (n_q,), (n_q, n_k).
+    """
+    if (
+        not isinstance(values, Tensor)
+        or not isinstance(keys, Tensor)
+        or keys.shape != values.shape
+    ):
+        keys_shape = tuple(getattr(keys, "shape", ()))
+        values_shape = tuple(getattr(values, "shape", ()))
         raise ValueError(
             "keys and values must have the same shape, got "
-            f"keys {tuple(getattr(keys, 'shape', ()))} and values {tuple(getattr(values, 'shape', ()))}"
+            f"keys {keys_shape} and values {values_shape}"
         )
-    weights = nadaraya_watson_weights(queries, keys, kernel=kernel, bandwidth=bandwidth)  # (n_q, n_k)
+    weights = nadaraya_watson_weights(
+        queries, keys, kernel=kernel, bandwidth=bandwidth
+    )  # (n_q, n_k)
     if values.dim() == 1:
         y_hat = weights @ values  # (n_q, n_k) @ (n_k,) -> (n_q,)
     else:
@@ -130,18 +175,22 @@ def nadaraya_watson(
 
 
 def leave_one_out(x_train: Tensor, y_train: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-example keys/values holding every other training pair, for fitting chapter 3's model.  Shapes: x_train, y_train (n,) -> (n, n-1), (n, n-1)."""
+    """Keys and values without pair i in row i, chapter 3, eq. (eq-loo-loss).
+
+    Shapes: x_train, y_train (n,) -> keys (n, n-1), values (n, n-1).
+    """
     _check_1d("x_train", x_train)
     _check_1d("y_train", y_train)
     if x_train.shape != y_train.shape:
         raise ValueError(
-            f"x_train and y_train must have the same shape, got x_train {tuple(x_train.shape)} "
-            f"and y_train {tuple(y_train.shape)}"
+            "x_train and y_train must have the same shape, "
+            f"got x_train {tuple(x_train.shape)} and y_train {tuple(y_train.shape)}"
         )
     n = x_train.shape[0]
     if n < 2:
         raise ValueError(f"leave-one-out needs at least 2 training pairs, got {n}")
-    # Without this, query i would find its own key at distance 0 and learn h -> 0 (pure memorisation).
+    # Without this, query i would find its own key at distance 0 and learn h -> 0
+    # (pure memorisation).
     keep = ~torch.eye(n, dtype=torch.bool, device=x_train.device)  # (n, n)
     keys = x_train.expand(n, n)[keep].reshape(n, n - 1)  # (n, n-1)
     values = y_train.expand(n, n)[keep].reshape(n, n - 1)  # (n, n-1)
@@ -149,7 +198,10 @@ def leave_one_out(x_train: Tensor, y_train: Tensor) -> tuple[Tensor, Tensor]:
 
 
 class NWKernelRegression(nn.Module):
-    """Parametric Nadaraya-Watson with a learnable inverse bandwidth w, chapter 3 (d2l's model).  Shapes: queries (n,), keys/values (n, m) or (m,) -> (n,)."""
+    """Learnable Nadaraya-Watson, w = 1/h (d2l's model), chapter 3, eq. (eq-param-nw).
+
+    Shapes: queries (n,), keys and values (n, m) or (m,) -> (n,).
+    """
 
     def __init__(self, bandwidth: float = 1.0) -> None:
         super().__init__()
@@ -160,16 +212,22 @@ class NWKernelRegression(nn.Module):
 
     @property
     def bandwidth(self) -> float:
-        """The bandwidth h = 1/|w| that the model has learned, chapter 3.  Shapes: none."""
+        """The bandwidth h = 1/|w| that the model has learned, chapter 3.
+
+        Shapes: none.
+        """
         return 1.0 / abs(self.w.item())
 
     def forward(self, queries: Tensor, keys: Tensor, values: Tensor) -> Tensor:
-        """Predict sum_i softmax_i(-((q - k_i) w)^2 / 2) y_i, chapter 3.  Shapes: queries (n,), keys/values (n, m) or (m,) -> (n,)."""
+        """f(q) = sum_i softmax_i(-((q - k_i) w)^2/2) v_i, chapter 3, eq. (eq-param-nw).
+
+        Shapes: queries (n,), keys and values (n, m) or (m,) -> (n,).
+        """
         _check_1d("queries", queries)
         if keys.shape != values.shape:
             raise ValueError(
-                f"keys and values must have the same shape, got keys {tuple(keys.shape)} "
-                f"and values {tuple(values.shape)}"
+                "keys and values must have the same shape, "
+                f"got keys {tuple(keys.shape)} and values {tuple(values.shape)}"
             )
         _check_keys(queries, keys)
         n = queries.shape[0]
@@ -179,5 +237,5 @@ class NWKernelRegression(nn.Module):
         scores = -(((queries.unsqueeze(-1) - keys) * self.w) ** 2) / 2  # (n, m)
         self.attention_weights = torch.softmax(scores, dim=-1)  # (n, m)
         # (n, 1, m) @ (n, m, 1) -> (n, 1, 1): one weighted sum of values per query
-        out = torch.bmm(self.attention_weights.unsqueeze(1), values.unsqueeze(-1))  # (n, 1, 1)
-        return out.reshape(-1)  # (n,)
+        out = torch.bmm(self.attention_weights.unsqueeze(1), values.unsqueeze(-1))
+        return out.reshape(-1)  # (n, 1, 1) -> (n,)

@@ -34,15 +34,23 @@ def train(
     progress: bool | None = None,
     device: torch.device | str | None = None,
 ) -> list[float]:
-    """Full-batch gradient descent on loss_fn(model(*inputs), targets), chapter 3.  Shapes: inputs as model expects, targets like the output -> num_epochs floats."""
-    if not isinstance(num_epochs, int) or isinstance(num_epochs, bool) or num_epochs < 1:
+    """Full-batch gradient descent on loss_fn(model(*inputs), targets), chapter 3.
+
+    Shapes: inputs as the model expects, targets like its output -> num_epochs floats.
+    """
+    is_int = isinstance(num_epochs, int) and not isinstance(num_epochs, bool)
+    if not is_int or num_epochs < 1:
         raise ValueError(f"num_epochs must be an int >= 1, got {num_epochs!r}")
     if not lr > 0:
         raise ValueError(f"lr must be > 0, got {lr!r}")
     if optimizer not in _OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {sorted(_OPTIMIZERS)}, got {optimizer!r}")
+        raise ValueError(
+            f"optimizer must be one of {sorted(_OPTIMIZERS)}, got {optimizer!r}"
+        )
     if not isinstance(inputs, tuple):
-        raise ValueError(f"inputs must be a tuple of model arguments, got {type(inputs).__name__}")
+        raise ValueError(
+            f"inputs must be a tuple of model arguments, got {type(inputs).__name__}"
+        )
     device = torch.device(device) if device is not None else try_gpu()
     model = model.to(device)
     inputs = tuple(x.to(device) if isinstance(x, Tensor) else x for x in inputs)
@@ -55,10 +63,13 @@ def train(
         opt.zero_grad()
         loss = loss_fn(model(*inputs), targets)
         if loss.dim() != 0:
-            raise ValueError(f"loss_fn must return a scalar, got shape {tuple(loss.shape)}")
+            raise ValueError(
+                f"loss_fn must return a scalar, got shape {tuple(loss.shape)}"
+            )
         loss.backward()
         opt.step()
         losses.append(loss.item())
-        bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)  # tqdm redraws at its own pace
+        # refresh=False: tqdm redraws at its own pace, not once per epoch.
+        bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
     bar.close()
     return losses

@@ -13,19 +13,28 @@ __all__ = ["try_gpu", "cpu", "gpu", "set_seed", "SourceCode", "show_source"]
 
 
 def cpu() -> torch.device:
-    """The CPU device (d2l name, used from chapter 1 on).  Shapes: none."""
+    """The CPU device (d2l name, used from chapter 1 on).
+
+    Shapes: none.
+    """
     return torch.device("cpu")
 
 
 def gpu(i: int = 0) -> torch.device:
-    """The i-th CUDA device, whether or not it exists (d2l name).  Shapes: none."""
+    """The i-th CUDA device, whether or not it exists (d2l name, all chapters).
+
+    Shapes: none.
+    """
     if not isinstance(i, int) or i < 0:
         raise ValueError(f"gpu index must be a non-negative int, got {i!r}")
     return torch.device(f"cuda:{i}")
 
 
 def try_gpu(i: int = 0) -> torch.device:
-    """cuda:i if that GPU exists, else the CPU, so chapter code runs anywhere (d2l name).  Shapes: none."""
+    """cuda:i if that GPU exists, else the CPU: chapter code runs anywhere (d2l name).
+
+    Shapes: none.
+    """
     if not isinstance(i, int) or i < 0:
         raise ValueError(f"gpu index must be a non-negative int, got {i!r}")
     if torch.cuda.is_available() and torch.cuda.device_count() > i:
@@ -34,7 +43,10 @@ def try_gpu(i: int = 0) -> torch.device:
 
 
 def set_seed(seed: int) -> None:
-    """Seed Python, NumPy and PyTorch (CPU and CUDA) so chapter outputs are reproducible.  Shapes: none."""
+    """Seed Python, NumPy and PyTorch (CPU and CUDA): chapter outputs are reproducible.
+
+    Shapes: none.
+    """
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     random.seed(seed)
@@ -45,7 +57,10 @@ def set_seed(seed: int) -> None:
 
 
 class SourceCode:
-    """Source text that renders as a fenced Python block in Jupyter and the book.  Shapes: none."""
+    """Source text that renders as a fenced Python block in Jupyter and the book.
+
+    Shapes: none.
+    """
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -57,16 +72,21 @@ class SourceCode:
         return self.text
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        # IPython's plain-text display (Colab without markdown) shows the code as-is, not quoted.
+        # IPython's plain-text display (Colab without markdown) shows the code as it is,
+        # not quoted.
         p.text(self.text)
 
 
 def show_source(obj: Any) -> SourceCode:
-    """Show the source of a companion function or class in a chapter (all chapters).  Shapes: none."""
+    """Show the source of a companion function or class in a chapter (all chapters).
+
+    Shapes: none.
+    """
     try:
         text = inspect.getsource(obj)
     except (TypeError, OSError) as err:
         raise ValueError(
-            f"expected a function, class or module defined in Python source, got {obj!r} ({err})"
+            "expected a function, class or module defined in Python source, "
+            f"got {obj!r} ({err})"
         ) from err
     return SourceCode(textwrap.dedent(text))

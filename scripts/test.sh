@@ -4,7 +4,7 @@
 # executed under nbval (with each chapter's execution time against its budget).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export COMPANION_PROGRESS=0 MPLBACKEND=Agg PYTHONHASHSEED=0
+export COMPANION_PROGRESS=0 PYTHONHASHSEED=0
 
 python -m companion.notebooks --check
 

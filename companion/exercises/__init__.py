@@ -1,4 +1,4 @@
-"""Tools for exercise checks: compare a learner's answer with the reference and name the mistake.
+"""Exercise checks: compare a learner's answer with the reference and name the mistake.
 
 Each chapter has a module here (``companion.exercises.<chapter topic>``) whose
 ``check_*`` functions are called by the chapter's otter-grader tests. A check
@@ -19,18 +19,24 @@ __all__ = ["CheckTimeout", "expect_close", "run_limited", "time_limit"]
 
 
 class CheckTimeout(Exception):
-    """Raised inside code that ran past the time limit of a check."""
+    """Raised inside code that ran past the time limit of a check (all chapters).
+
+    Shapes: none.
+    """
 
 
 @contextlib.contextmanager
 def time_limit(seconds: float) -> Iterator[None]:
-    """Raise ``CheckTimeout`` in the block if it runs longer than ``seconds``.
+    """Raise ``CheckTimeout`` in the block if it runs past ``seconds`` (all chapters).
+
+    Shapes: none.
 
     Uses ``SIGALRM``, so it works in the main thread on POSIX systems (a
     Jupyter kernel, pytest) and is a no-op elsewhere. An outer limit is
     restored, with the time it has left, when the block ends.
     """
-    usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    usable = hasattr(signal, "setitimer") and in_main_thread
     if not usable:
         yield
         return
@@ -41,7 +47,9 @@ def time_limit(seconds: float) -> Iterator[None]:
     old_handler = signal.signal(signal.SIGALRM, on_alarm)
     outer_left, _ = signal.getitimer(signal.ITIMER_REAL)
     start = _now()
-    signal.setitimer(signal.ITIMER_REAL, seconds if not outer_left else min(seconds, outer_left))
+    # An outer limit that ends sooner stays in charge.
+    limit = min(seconds, outer_left) if outer_left else seconds
+    signal.setitimer(signal.ITIMER_REAL, limit)
     try:
         yield
     finally:
@@ -58,16 +66,23 @@ def _now() -> float:
     return time.monotonic()
 
 
-def run_limited(fn: Callable[..., Any], *args: Any, name: str, seconds: float = 10.0, **kwargs: Any) -> Any:
+def run_limited(
+    fn: Callable[..., Any], *args: Any, name: str, seconds: float = 10.0, **kwargs: Any
+) -> Any:
     """Call a learner's ``fn(*args, **kwargs)``; turn errors and time-outs into hints.
 
+    Shapes: whatever ``fn`` takes and returns.
     Raises ``AssertionError`` naming ``name`` when ``fn`` is missing, raises, or
     runs longer than ``seconds`` (an infinite loop is the usual cause).
     """
     if fn is None:
-        raise AssertionError(f"`{name}` is not defined: run the cell that defines it first.")
+        raise AssertionError(
+            f"`{name}` is not defined: run the cell that defines it first."
+        )
     if not callable(fn):
-        raise AssertionError(f"`{name}` should be a function or class, but it is a {type(fn).__name__}.")
+        raise AssertionError(
+            f"`{name}` should be a function or class, but it is a {type(fn).__name__}."
+        )
     try:
         with time_limit(seconds):
             return fn(*args, **kwargs)
@@ -90,7 +105,9 @@ def expect_close(
     atol: float = 1e-5,
     rtol: float = 1e-4,
 ) -> None:
-    """Assert that ``actual`` equals the reference ``expected``; otherwise name the mistake.
+    """Assert that ``actual`` equals the reference ``expected``, else name the mistake.
+
+    Shapes: actual and expected (...) of the same shape; a mistake's output any shape.
 
     ``mistakes`` maps a hint (the likely mistake, in words) to the output that
     mistake produces. When ``actual`` matches one of them, that hint is the
@@ -98,18 +115,25 @@ def expect_close(
     """
     if actual is None:
         raise AssertionError(
-            f"`{name}` returned None: replace the `...` with your code, and end it with a `return` statement."
+            f"`{name}` returned None: replace the `...` with your code, "
+            "and end it with a `return` statement."
         )
     if actual is Ellipsis:
-        raise AssertionError(f"`{name}` returned `...`: replace the `...` with your code.")
+        raise AssertionError(
+            f"`{name}` returned `...`: replace the `...` with your code."
+        )
     if not isinstance(actual, torch.Tensor):
-        raise AssertionError(f"`{name}` should return a torch.Tensor, but returned a {type(actual).__name__}.")
+        raise AssertionError(
+            f"`{name}` should return a torch.Tensor, "
+            f"but returned a {type(actual).__name__}."
+        )
     if actual.shape != expected.shape:
         for hint, wrong in (mistakes or {}).items():
             if wrong.shape == actual.shape and _close(actual, wrong, atol, rtol):
                 raise AssertionError(f"`{name}`: {hint}")
         raise AssertionError(
-            f"`{name}` returned shape {tuple(actual.shape)}, expected {tuple(expected.shape)}."
+            f"`{name}` returned shape {tuple(actual.shape)}, "
+            f"expected {tuple(expected.shape)}."
         )
     if _close(actual, expected, atol, rtol):
         return
@@ -117,9 +141,14 @@ def expect_close(
         if wrong.shape == actual.shape and _close(actual, wrong, atol, rtol):
             raise AssertionError(f"`{name}`: {hint}")
     if torch.isnan(actual.detach().float()).any():
-        raise AssertionError(f"`{name}` returned NaN values: is something divided by zero?")
-    diff = (actual.detach().double().cpu() - expected.detach().double().cpu()).abs().max().item()
-    raise AssertionError(f"`{name}` returned wrong values (largest difference {diff:.3g}).")
+        raise AssertionError(
+            f"`{name}` returned NaN values: is something divided by zero?"
+        )
+    a, b = actual.detach().double().cpu(), expected.detach().double().cpu()
+    diff = (a - b).abs().max().item()
+    raise AssertionError(
+        f"`{name}` returned wrong values (largest difference {diff:.3g})."
+    )
 
 
 def _close(a: torch.Tensor, b: torch.Tensor, atol: float, rtol: float) -> bool:

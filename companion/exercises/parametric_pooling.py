@@ -8,6 +8,7 @@ checks are hidden and try more shapes, seeds and edge cases.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -36,52 +37,117 @@ _LOO = "leave_one_out_keys"
 
 
 def reference_batched_weighted_sum(weights: Tensor, values: Tensor) -> Tensor:
-    """Row-wise sums sum_j weights[i, j] values[i, j] by torch.bmm, chapter 3.  Shapes: (n, m), (n, m) -> (n,)."""
-    # (n, 1, m) @ (n, m, 1) -> (n, 1, 1): one 1x1 product per row
-    return torch.bmm(weights.unsqueeze(1), values.unsqueeze(-1)).reshape(-1)
+    """Per query, the weighted sum of its value vectors (chapter 3, torch.bmm).  Shapes: (n, m), (n, m, d) -> (n, d)."""
+    # (n, 1, m) @ (n, m, d) -> (n, 1, d): one row-times-matrix product per query; squeeze(1) keeps d even if d == 1
+    return torch.bmm(weights.unsqueeze(1), values).squeeze(1)
 
 
 def _bws_mistakes(weights: Tensor, values: Tensor) -> dict[str, Tensor]:
-    """The outputs of the usual wrong answers, each keyed by its hint."""
-    n, m = weights.shape
-    expected = reference_batched_weighted_sum(weights, values)
-    return {
-        "the result has shape (n, 1, 1), the raw output of torch.bmm: reshape it to (n,) with .reshape(-1).":
-            expected.reshape(n, 1, 1),
-        "the result has shape (n, 1): flatten it to (n,) with .reshape(-1).": expected.reshape(n, 1),
-        "the result has shape (1, n): flatten it to (n,) with .reshape(-1).": expected.reshape(1, n),
-        "weights @ values.T multiplies every row of weights with every row of values, an (n, n) matrix "
-        "whose diagonal is the answer; torch.bmm pairs row i of weights with row i of values only: "
-        "(n, 1, m) @ (n, m, 1) -> (n, 1, 1).": weights @ values.T,
-        "(n, m, 1) @ (n, 1, m) is an outer product per row, (n, m, m): put the weights first as (n, 1, m) "
-        "(unsqueeze(1)) and the values second as (n, m, 1) (unsqueeze(-1)).":
-            torch.bmm(weights.unsqueeze(-1), values.unsqueeze(1)),
-        "the sum runs over dim 0 (the queries); each query sums over its own m keys (the last dim).":
-            (weights * values).sum(dim=0),
+    """The outputs of the usual wrong answers keyed by their hints (first match wins).  Shapes: (n, m), (n, m, d)."""
+    n, m, d = values.shape
+    expected = reference_batched_weighted_sum(weights, values)  # (n, d)
+    products = weights.unsqueeze(-1) * values  # (n, m, d): weights[i, j] * values[i, j, :]
+    mistakes: dict[str, Tensor] = {}
+    # Edge cases first: when d == 1 or n == 1 several mistakes give the same tensor, and these hints are sharper.
+    if d == 1:
+        mistakes[
+            "for d = 1 the result must still be (n, 1), one vector of size 1 per query, but yours lost the d axis: "
+            "`.squeeze()` removes every size-1 axis (and `.reshape(-1)` flattens); remove only the row axis "
+            "of the (n, 1, d) product with `.squeeze(1)`."
+        ] = expected.reshape(n)
+    if n == 1:
+        mistakes[
+            "for n = 1 the result must still be (1, d), one row per query, but yours lost the query axis: "
+            "`.squeeze()` removes every size-1 axis (and `.reshape(-1)` flattens); remove only the row axis "
+            "of the (n, 1, d) product with `.squeeze(1)`."
+        ] = expected.reshape(d)
+    if n == 1 and d == 1:
+        mistakes[
+            "for n = 1 and d = 1 the result must still be (1, 1), but yours is a 0-d tensor: `.squeeze()` removes "
+            "every size-1 axis; remove only the row axis of the (n, 1, d) product with `.squeeze(1)`."
+        ] = expected.reshape(())
+    mistakes.update({
+        "the result has shape (n, 1, d), the raw output of torch.bmm: remove the size-1 row axis with "
+        ".squeeze(1) to get (n, d).": expected.unsqueeze(1),
+        "the result has shape (n, d, 1): remove the size-1 axis at the end with .squeeze(-1) to get (n, d).":
+            expected.unsqueeze(-1),
+        "weights @ values broadcasts the whole (n, m) weight matrix against every query's (m, d) values: "
+        "(n, n, d), every query's weights with every query's values, n times the work. Give each query its own "
+        "row instead, weights.unsqueeze(1) is (n, 1, m), and let torch.bmm pair it with that query's values: "
+        "(n, 1, m) @ (n, m, d) -> (n, 1, d).": weights @ values,
+        "the result is flat, (n*d,): .reshape(-1) runs the d components of all queries together; "
+        "keep one row per query, (n, d), with .squeeze(1).": expected.reshape(-1),
+        "the result has shape (d, n), the transpose: one row per query is wanted, (n, d).": expected.T,
+        "the sum runs over dim 0 (the queries), giving (m, d); each query sums over its own m keys, dim 1 "
+        "of the values.": products.sum(dim=0),
+        "the sum runs over the last dim (the d components of each value vector), giving (n, m); the weighted sum "
+        "runs over the m keys, dim 1 of the values, and keeps the d components.": products.sum(dim=-1),
         "that is a weighted mean, divided by m: the weights already sum to one where they come from a softmax, "
-        "so just sum weights times values.": (weights * values).mean(dim=-1),
+        "so just sum weights times values.": products.mean(dim=1),
         "do not normalise the weights again: this function is a plain weighted sum, whatever the weights are.":
             reference_batched_weighted_sum(weights / weights.sum(dim=-1, keepdim=True), values),
         "do not apply a softmax to the weights: they are attention weights already; this function only sums.":
             reference_batched_weighted_sum(torch.softmax(weights, dim=-1), values),
-    }
+    })
+    if m == d:  # otherwise this mistake cannot run: torch.bmm raises, and _call_bws names it
+        mistakes[
+            "the weights were multiplied with the d components of each value vector instead of with the m keys: "
+            "values are (n, m, d) with the keys on dim 1, just what (n, 1, m) @ (n, m, d) needs; do not "
+            "transpose them, and put the weights first."
+        ] = torch.bmm(weights.unsqueeze(1), values.transpose(1, 2)).squeeze(1)
+    return mistakes
+
+
+_BMM_SIZES = re.compile(r"batch2 tensor to be: \[(\d+), (\d+)\] but got: \[(\d+), (\d+)\]")
+
+
+def _bmm_size_hint(message: str, n: int, m: int, d: int) -> str:
+    """Name the mistake behind torch.bmm's 'Expected size for first two dimensions of batch2' error."""
+    general = (
+        "torch.bmm multiplies (n, a, b) by (n, b, c): the weights go first as rows, weights.unsqueeze(1) is "
+        "(n, 1, m), and the values second, as they are, (n, m, d)."
+    )
+    match = _BMM_SIZES.search(message)
+    if match is None:
+        return general
+    expected, got = tuple(map(int, match.group(1, 2))), tuple(map(int, match.group(3, 4)))
+    if expected == (n, m) and got == (n, d):
+        return (
+            "The values reached torch.bmm as (n, d, m): they come as (n, m, d), with the keys on dim 1, which is "
+            "already what (n, 1, m) @ (n, m, d) needs; do not transpose them."
+        )
+    if got == (n, m) and expected in {(n, 1), (n, d)}:
+        return (
+            "torch.bmm got the weights as a column (n, m, 1), or after the values: put the weights first, as "
+            "rows (weights.unsqueeze(1) is (n, 1, m)), then the values (n, m, d)."
+        )
+    return general
 
 
 def _call_bws(fn: Any, weights: Tensor, values: Tensor, seconds: float) -> Any:
-    """Run the learner's function on copies; turn torch.bmm's shape errors into hints."""
+    """Run the learner's function on copies; turn torch's shape errors into hints."""
+    n, m, d = values.shape
     try:
         return run_limited(fn, weights.clone(), values.clone(), name=_BWS, seconds=seconds)
     except AssertionError as err:
         message = str(err).rstrip(".")
-        if "3D" in message or "3-D" in message:
+        if "batch1 must be a 3D" in message:
             raise AssertionError(
-                f"{message}. torch.bmm multiplies batches of matrices, so both inputs must be 3-D: "
-                "weights.unsqueeze(1) is (n, 1, m) and values.unsqueeze(-1) is (n, m, 1)."
+                f"{message}. torch.bmm multiplies batches of matrices, so the weights (n, m) need a new axis: "
+                "weights.unsqueeze(1) is (n, 1, m), a row of weights per query."
             ) from None
-        if "batch2" in message or "batch1" in message:
+        if "batch2 must be a 3D" in message:
             raise AssertionError(
-                f"{message}. The inner sizes must match: (n, 1, m) @ (n, m, 1); "
-                "did you unsqueeze the values at dim 1 instead of at the end (-1)?"
+                f"{message}. The values (n, m, d) already are a batch of matrices, one (m, d) per query: pass them "
+                "to torch.bmm as they are; only the weights need a new axis, weights.unsqueeze(1)."
+            ) from None
+        if "batch2 tensor to be" in message:
+            raise AssertionError(f"{message}. {_bmm_size_hint(message, n, m, d)}") from None
+        if "must match the size of tensor" in message:
+            raise AssertionError(
+                f"{message}. weights (n, m) times values (n, m, d) lines the axes up from the right, m against d. "
+                "With torch.bmm, weights.unsqueeze(1) is (n, 1, m); for an elementwise product, "
+                "weights.unsqueeze(-1) is (n, m, 1)."
             ) from None
         raise
 
@@ -93,54 +159,67 @@ def _expect_bws(fn: Any, weights: Tensor, values: Tensor, seconds: float) -> Ten
     return actual
 
 
+def _random_case(
+    gen: torch.Generator, n: int, m: int, d: int, dtype: torch.dtype = torch.float32
+) -> tuple[Tensor, Tensor]:
+    """Softmax weights and normal values.  Shapes: -> (n, m), (n, m, d)."""
+    weights = torch.softmax(torch.randn(n, m, generator=gen, dtype=dtype), dim=-1)
+    return weights, torch.randn(n, m, d, generator=gen, dtype=dtype)
+
+
 def check_batched_weighted_sum_small(fn: Callable[[Tensor, Tensor], Tensor], *, seconds: float = 10.0) -> None:
-    """Public check: a hand-made (2, 3) case and a small random one.  Shapes: fn (n, m), (n, m) -> (n,)."""
+    """Public check: a hand-made (2, 3, 2) case and a small random one.  Shapes: fn (n, m), (n, m, d) -> (n, d)."""
     weights = torch.tensor([[0.5, 0.5, 0.0], [0.1, 0.2, 0.7]])  # (2, 3), rows sum to one
-    values = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])  # (2, 3)
-    _expect_bws(fn, weights, values, seconds)  # expected [1.5, 5.6]
+    values = torch.tensor(
+        [[[1.0, 10.0], [2.0, 20.0], [3.0, 30.0]], [[4.0, -1.0], [5.0, 0.0], [6.0, 1.0]]]
+    )  # (2, 3, 2): query i has 3 value vectors of size 2
+    _expect_bws(fn, weights, values, seconds)  # expected [[1.5, 15.0], [5.6, 0.6]]
 
     gen = torch.Generator().manual_seed(3)
-    weights = torch.softmax(torch.randn(4, 6, generator=gen), dim=-1)  # (4, 6)
-    values = torch.randn(4, 6, generator=gen)  # (4, 6)
-    _expect_bws(fn, weights, values, seconds)
+    _expect_bws(fn, *_random_case(gen, 4, 6, 3), seconds)
 
 
 def check_batched_weighted_sum_thorough(fn: Callable[[Tensor, Tensor], Tensor], *, seconds: float = 10.0) -> None:
-    """Hidden check: random shapes, n = 1 or m = 1, unnormalised weights, float64, autograd.  Shapes: as basic."""
+    """Hidden check: random shapes, d = 1, n = 1, m = 1, unnormalised weights, float64, autograd.  Shapes: as basic."""
     gen = torch.Generator().manual_seed(11)
-    for n, m in [(5, 5), (9, 4), (3, 12), (1, 5), (7, 1)]:  # general shapes first: their hints are sharper
-        weights = torch.softmax(torch.randn(n, m, generator=gen), dim=-1)  # (n, m)
-        values = torch.randn(n, m, generator=gen)  # (n, m)
-        _expect_bws(fn, weights, values, seconds)
+    # General shapes first (their hints are sharper), then the size-1 edge cases: d = 1 before n = 1.
+    for n, m, d in [(5, 7, 3), (9, 4, 6), (3, 12, 5), (4, 4, 4), (6, 5, 1), (1, 5, 4), (7, 1, 3), (1, 3, 1)]:
+        _expect_bws(fn, *_random_case(gen, n, m, d), seconds)
 
     # Any weights, not only softmax outputs: the function must not normalise them.
     weights = torch.rand(6, 4, generator=gen) * 3  # (6, 4), rows do not sum to one
-    values = torch.randn(6, 4, generator=gen)
+    values = torch.randn(6, 4, 2, generator=gen)
     _expect_bws(fn, weights, values, seconds)
 
-    weights = torch.softmax(torch.randn(5, 8, generator=gen, dtype=torch.float64), dim=-1)
-    values = torch.randn(5, 8, generator=gen, dtype=torch.float64)
-    actual = _expect_bws(fn, weights, values, seconds)
+    actual = _expect_bws(fn, *_random_case(gen, 5, 8, 3, dtype=torch.float64), seconds)
     if actual.dtype != torch.float64:
         raise AssertionError(
             f"`{_BWS}` returned {actual.dtype} for float64 inputs: compute with the tensors you are given "
             "instead of building new ones."
         )
 
-    # The chapter trains through this sum, so the result must keep the autograd graph.
-    weights = torch.softmax(torch.randn(3, 4, generator=gen), dim=-1).requires_grad_()
-    values = torch.randn(3, 4, generator=gen)
+    # Later chapters train through this sum, so the result must keep the autograd graph.
+    weights, values = _random_case(gen, 3, 4, 2)
+    weights.requires_grad_()
+    values.requires_grad_()
     try:
         out = run_limited(fn, weights, values, name=_BWS, seconds=seconds)
         if not isinstance(out, Tensor) or not out.requires_grad:
             raise RuntimeError("no gradient")
         out.sum().backward()
+        if weights.grad is None or values.grad is None:
+            raise RuntimeError("no gradient")
     except (AssertionError, RuntimeError):
         raise AssertionError(
-            f"`{_BWS}` breaks autograd: gradients cannot flow back to the weights. Stay in torch "
+            f"`{_BWS}` breaks autograd: gradients cannot flow back to the weights and the values. Stay in torch "
             "(no .numpy(), .item(), .detach() or torch.tensor(...) on the inputs)."
         ) from None
-    expect_close(weights.grad, values.detach(), name=f"the gradient of {_BWS} with respect to the weights")
+    # d(sum of all outputs)/d weights[i, j] = sum_k values[i, j, k];  d/d values[i, j, k] = weights[i, j]
+    expect_close(weights.grad, values.detach().sum(-1), name=f"the gradient of {_BWS} with respect to the weights")
+    expect_close(
+        values.grad, weights.detach().unsqueeze(-1).expand(3, 4, 2),
+        name=f"the gradient of {_BWS} with respect to the values",
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
