@@ -10,6 +10,5 @@ if ! python -c "import torch" 2>/dev/null; then
 fi
 python -m pip install -r requirements.txt
 python -m pip install --no-deps -e .
-python -m ipykernel install --user --name python3 >/dev/null
 npm ci --no-audit --no-fund
 echo "Set-up done. Build the book with: jupyter-book build . -W -n --keep-going"
