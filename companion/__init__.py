@@ -1,7 +1,8 @@
 """Companion code for the course "Attention, from kernels to Transformers": every algorithm the chapters show."""
-from . import cues, data, plotting, pooling, training, utils
+from . import cues, data, metrics, plotting, pooling, training, utils
 from .cues import *  # noqa: F401,F403
 from .data import *  # noqa: F401,F403
+from .metrics import *  # noqa: F401,F403
 from .plotting import *  # noqa: F401,F403
 from .pooling import *  # noqa: F401,F403
 from .training import *  # noqa: F401,F403
@@ -12,6 +13,7 @@ __all__ = [
     *data.__all__,
     *cues.__all__,
     *pooling.__all__,
+    *metrics.__all__,
     *plotting.__all__,
     *training.__all__,
 ]
