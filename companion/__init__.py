@@ -1,5 +1,6 @@
 """Companion code for the course "Attention, from kernels to Transformers": every algorithm the chapters show."""
-from . import cues, data, metrics, plotting, pooling, training, utils
+from . import attention, cues, data, metrics, plotting, pooling, training, utils
+from .attention import *  # noqa: F401,F403
 from .cues import *  # noqa: F401,F403
 from .data import *  # noqa: F401,F403
 from .metrics import *  # noqa: F401,F403
@@ -14,6 +15,7 @@ __all__ = [
     *cues.__all__,
     *pooling.__all__,
     *metrics.__all__,
+    *attention.__all__,
     *plotting.__all__,
     *training.__all__,
 ]
