@@ -1,11 +1,13 @@
 """Companion code for the course "Attention, from kernels to Transformers": every algorithm the chapters show."""
-from . import attention, cues, data, metrics, plotting, pooling, training, utils
+from . import attention, cues, data, metrics, multihead, plotting, pooling, positional, training, utils
 from .attention import *  # noqa: F401,F403
 from .cues import *  # noqa: F401,F403
 from .data import *  # noqa: F401,F403
 from .metrics import *  # noqa: F401,F403
+from .multihead import *  # noqa: F401,F403
 from .plotting import *  # noqa: F401,F403
 from .pooling import *  # noqa: F401,F403
+from .positional import *  # noqa: F401,F403
 from .training import *  # noqa: F401,F403
 from .utils import *  # noqa: F401,F403
 
@@ -16,6 +18,8 @@ __all__ = [
     *pooling.__all__,
     *metrics.__all__,
     *attention.__all__,
+    *multihead.__all__,
+    *positional.__all__,
     *plotting.__all__,
     *training.__all__,
 ]
