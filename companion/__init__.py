@@ -1,5 +1,5 @@
 """Companion code for the course "Attention, from kernels to Transformers": every algorithm the chapters show."""
-from . import attention, cues, data, metrics, multihead, plotting, pooling, positional, training, utils
+from . import attention, cues, data, metrics, multihead, plotting, pooling, positional, training, transformer, utils
 from .attention import *  # noqa: F401,F403
 from .cues import *  # noqa: F401,F403
 from .data import *  # noqa: F401,F403
@@ -9,6 +9,7 @@ from .plotting import *  # noqa: F401,F403
 from .pooling import *  # noqa: F401,F403
 from .positional import *  # noqa: F401,F403
 from .training import *  # noqa: F401,F403
+from .transformer import *  # noqa: F401,F403
 from .utils import *  # noqa: F401,F403
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     *positional.__all__,
     *plotting.__all__,
     *training.__all__,
+    *transformer.__all__,
 ]

@@ -9,10 +9,8 @@ position 1000.
 """
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-from typing import Callable, Iterator, Optional
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +18,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .attention import DotProductAttention
-from .utils import try_gpu
+from .utils import one_thread_on_cpu, progress_enabled, try_gpu
 
 __all__ = [
     "encoding_frequencies",
@@ -50,20 +48,6 @@ def _check_even_width(num_hiddens: object) -> None:
             "num_hiddens must be even: columns 2i and 2i+1 hold the sine and cosine of one frequency, "
             f"got num_hiddens={num_hiddens}"
         )
-
-
-@contextlib.contextmanager
-def _one_thread_on_cpu(device: torch.device) -> Iterator[None]:
-    """Run small tensor work on one CPU thread: at these sizes, threads cost more time than they save."""
-    if device.type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def encoding_frequencies(num_hiddens: int, base: float = 10000.0) -> Tensor:
@@ -242,7 +226,7 @@ def embedding_scale_measurements(
     out: dict[str, list[float]] = {k: [] for k in (
         "encoding", "embedding", "embedding_scaled", "small", "small_scaled", "logits_embedding", "logits_small")}
     # fork_rng: nn.Embedding draws from the global generator; the caller's stream stays untouched.
-    with torch.random.fork_rng(devices=[]), _one_thread_on_cpu(torch.device("cpu")):
+    with torch.random.fork_rng(devices=[]), one_thread_on_cpu(torch.device("cpu")):
         torch.manual_seed(seed)
         for d in dims:
             out["encoding"].append(sinusoidal_encoding(n_positions, d, dtype=torch.float64).norm(dim=-1).mean().item())
@@ -337,10 +321,10 @@ def train_position_probe(
         model = PositionProbe(vocab_size, num_hiddens, kind, max_len=max(256, seq_len)).to(device)
     gen = torch.Generator().manual_seed(seed + 1)  # the training data, drawn on the CPU whatever the device
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    show = os.environ.get("COMPANION_PROGRESS", "1") != "0" if progress is None else progress
+    show = progress_enabled(progress)
     accuracy: list[float] = []
     bar = tqdm(range(num_steps), desc=kind, disable=not show)
-    with _one_thread_on_cpu(device):
+    with one_thread_on_cpu(device):
         for _ in bar:
             tokens, targets = (t.to(device) for t in previous_token_data(batch_size, seq_len, vocab_size, gen))
             logits = model(tokens)[:, 1:]  # (b, n-1, V): position 0 has no previous token
@@ -363,6 +347,6 @@ def previous_token_accuracy(model: PositionProbe, seq_len: int, num_sequences: i
     vocab_size = model.readout.out_features
     device = next(model.parameters()).device
     tokens, targets = previous_token_data(num_sequences, seq_len, vocab_size, torch.Generator().manual_seed(seed))
-    with _one_thread_on_cpu(device):
+    with one_thread_on_cpu(device):
         logits = model(tokens.to(device))[:, 1:]  # (num_sequences, n-1, V)
     return (logits.argmax(-1).cpu() == targets).float().mean().item()

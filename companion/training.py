@@ -1,25 +1,17 @@
 """A full-batch training loop with an optional progress bar (chapter 3)."""
 from __future__ import annotations
 
-import os
 from typing import Callable
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .utils import try_gpu
+from .utils import progress_enabled, try_gpu
 
 __all__ = ["train"]
 
 _OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
-
-
-def _progress_on(progress: bool | None) -> bool:
-    if progress is None:
-        # The book build sets COMPANION_PROGRESS=0 so static pages hold no widgets.
-        return os.environ.get("COMPANION_PROGRESS", "1") != "0"
-    return bool(progress)
 
 
 def train(
@@ -58,7 +50,7 @@ def train(
     opt = _OPTIMIZERS[optimizer](model.parameters(), lr=lr)
 
     losses: list[float] = []
-    bar = tqdm(range(num_epochs), desc="train", disable=not _progress_on(progress))
+    bar = tqdm(range(num_epochs), desc="train", disable=not progress_enabled(progress))
     for _ in bar:
         opt.zero_grad()
         loss = loss_fn(model(*inputs), targets)

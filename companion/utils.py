@@ -1,15 +1,20 @@
 """Devices, seeds and source display shared by every chapter (d2l helper names)."""
 from __future__ import annotations
 
+import contextlib
 import inspect
+import os
 import random
 import textwrap
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["try_gpu", "cpu", "gpu", "set_seed", "SourceCode", "show_source"]
+__all__ = [
+    "try_gpu", "cpu", "gpu", "set_seed", "SourceCode", "show_source", "progress_enabled", "one_thread_on_cpu",
+]
 
 
 def cpu() -> torch.device:
@@ -90,3 +95,36 @@ def show_source(obj: Any) -> SourceCode:
             f"got {obj!r} ({err})"
         ) from err
     return SourceCode(textwrap.dedent(text))
+
+
+def progress_enabled(progress: bool | None = None) -> bool:
+    """Whether a training loop shows its progress bar (chapters 3 on).
+
+    ``None`` means on, unless the environment variable COMPANION_PROGRESS is "0": the book
+    build sets it, so static pages hold no progress widgets.
+
+    Shapes: none.
+    """
+    if progress is None:
+        return os.environ.get("COMPANION_PROGRESS", "1") != "0"
+    return bool(progress)
+
+
+@contextlib.contextmanager
+def one_thread_on_cpu(device: torch.device | str) -> Iterator[None]:
+    """Run the block on one CPU thread when ``device`` is the CPU, then restore the setting.
+
+    The course's models are tiny: at these sizes a second thread costs more in
+    synchronisation than it saves, most of all on a busy machine. On a GPU it does nothing.
+
+    Shapes: none.
+    """
+    if torch.device(device).type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

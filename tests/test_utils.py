@@ -110,3 +110,29 @@ def test_show_source_dedents_methods():
 def test_show_source_rejects_objects_without_source():
     with pytest.raises(ValueError, match="defined in Python source, got <built-in function len>"):
         show_source(len)
+
+
+def test_progress_enabled_follows_the_argument_then_the_environment(monkeypatch):
+    from companion import progress_enabled
+
+    monkeypatch.setenv("COMPANION_PROGRESS", "0")
+    assert progress_enabled(True) is True
+    assert progress_enabled(None) is False
+    monkeypatch.setenv("COMPANION_PROGRESS", "1")
+    assert progress_enabled(None) is True
+    assert progress_enabled(False) is False
+    monkeypatch.delenv("COMPANION_PROGRESS")
+    assert progress_enabled() is True
+
+
+def test_one_thread_on_cpu_restores_the_thread_count():
+    from companion import one_thread_on_cpu
+
+    before = torch.get_num_threads()
+    with one_thread_on_cpu("cpu"):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError):
+        with one_thread_on_cpu(torch.device("cpu")):
+            raise RuntimeError("the setting is restored on errors too")
+    assert torch.get_num_threads() == before

@@ -1,0 +1,245 @@
+"""The exercise checks of chapter 8 accept the reference and name each diagnosed mistake."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from companion.transformer import PositionWiseFFN
+from companion.exercises import transformer_block as ex
+
+FFN_CHECKS = [ex.check_position_wise_ffn_small, ex.check_position_wise_ffn_thorough]
+ADD_NORM_CHECKS = [ex.check_add_norm_small, ex.check_add_norm_thorough]
+ALL_CHECKS = FFN_CHECKS + ADD_NORM_CHECKS
+
+
+# --- reference solutions (as a learner would write them) ----------------------------------------
+
+
+def ffn_ok(X, W1, b1, W2, b2):
+    return torch.clamp(X @ W1 + b1, min=0) @ W2 + b2
+
+
+def ffn_flatten_and_back(X, W1, b1, W2, b2):
+    rows = X.reshape(-1, X.shape[-1])  # (positions, d): a legal reshape, positions stay whole
+    out = torch.relu(rows @ W1 + b1) @ W2 + b2
+    return out.reshape(*X.shape[:-1], W2.shape[1])
+
+
+def ffn_one_position_at_a_time(X, W1, b1, W2, b2):
+    rows = X.reshape(-1, X.shape[-1])
+    out = torch.stack([torch.relu(r @ W1 + b1) @ W2 + b2 for r in rows])
+    return out.reshape(*X.shape[:-1], -1)
+
+
+def ffn_with_companion_module(X, W1, b1, W2, b2):
+    ffn = PositionWiseFFN(W1.shape[1], W2.shape[1], W1.shape[0]).to(X.dtype)
+    with torch.no_grad():  # nn.Linear stores its weight transposed: (out, in)
+        ffn.dense1.weight.copy_(W1.T), ffn.dense1.bias.copy_(b1)
+        ffn.dense2.weight.copy_(W2.T), ffn.dense2.bias.copy_(b2)
+    return ffn(X).detach()
+
+
+def add_norm_ok(X, Y, gamma, beta, eps=1e-5):
+    S = X + Y
+    mean = S.mean(dim=-1, keepdim=True)
+    var = ((S - mean) ** 2).mean(dim=-1, keepdim=True)
+    return (S - mean) / torch.sqrt(var + eps) * gamma + beta
+
+
+def add_norm_builtin(X, Y, gamma, beta, eps=1e-5):
+    return F.layer_norm(X + Y, X.shape[-1:], gamma, beta, eps)
+
+
+@pytest.mark.parametrize("check", FFN_CHECKS)
+@pytest.mark.parametrize("solution", [ffn_ok, ffn_flatten_and_back, ffn_one_position_at_a_time,
+                                      ffn_with_companion_module])
+def test_ffn_checks_accept_correct_answers(check, solution):
+    check(solution)
+
+
+@pytest.mark.parametrize("check", ADD_NORM_CHECKS)
+@pytest.mark.parametrize("solution", [add_norm_ok, add_norm_builtin])
+def test_add_norm_checks_accept_correct_answers(check, solution):
+    check(solution)
+
+
+# --- diagnosed mistakes: the FFN -------------------------------------------------------------------
+
+
+def mixes_by_reshape(X, W1, b1, W2, b2):
+    # "Transposes" (batch, n, d) to (batch, d, n) with a reshape, applies the layers to the "last axis",
+    # then puts it back the same way: rows of the result blend features of several positions.
+    *lead, n, d = X.shape if X.dim() >= 2 else (1, *X.shape)
+    Z = X.reshape(*lead, d, n).transpose(-1, -2)
+    return ffn_ok(Z, W1, b1, W2, b2)
+
+
+FFN_MISTAKES = {
+    "no relu": (lambda X, W1, b1, W2, b2: (X @ W1 + b1) @ W2 + b2, r"there is no ReLU"),
+    "relu after the second layer": (
+        lambda X, W1, b1, W2, b2: torch.relu((X @ W1 + b1) @ W2 + b2), r"ReLU is after the second layer"),
+    "relu after both layers": (
+        lambda X, W1, b1, W2, b2: torch.relu(ffn_ok(X, W1, b1, W2, b2)), r"ReLU after both layers"),
+    "forgot b1": (lambda X, W1, b1, W2, b2: torch.relu(X @ W1) @ W2 + b2, r"first bias b1 is missing"),
+    "forgot b2": (lambda X, W1, b1, W2, b2: torch.relu(X @ W1 + b1) @ W2, r"second bias b2 is missing"),
+    "b1 after relu": (lambda X, W1, b1, W2, b2: (torch.relu(X @ W1) + b1) @ W2 + b2, r"b1 is added after the ReLU"),
+    "tanh": (lambda X, W1, b1, W2, b2: torch.tanh(X @ W1 + b1) @ W2 + b2, r"you used tanh"),
+    "sigmoid": (lambda X, W1, b1, W2, b2: torch.sigmoid(X @ W1 + b1) @ W2 + b2, r"you used a sigmoid"),
+    "hidden layer only": (lambda X, W1, b1, W2, b2: torch.relu(X @ W1 + b1), r"returned the hidden layer"),
+    "positions mixed by a reshape": (mixes_by_reshape, r"mixes positions"),
+}
+
+
+@pytest.mark.parametrize("check", FFN_CHECKS)
+@pytest.mark.parametrize("mistake", sorted(FFN_MISTAKES))
+def test_ffn_checks_name_the_mistake(check, mistake):
+    wrong, hint = FFN_MISTAKES[mistake]
+    with pytest.raises(AssertionError, match=hint):
+        check(wrong)
+
+
+def test_ffn_hidden_check_catches_transposed_square_weights():
+    def transposed(X, W1, b1, W2, b2):
+        return torch.relu(X @ W1.T + b1) @ W2.T + b2
+
+    with pytest.raises(AssertionError, match=r"raised RuntimeError"):  # public: the shapes do not fit
+        ex.check_position_wise_ffn_small(transposed)
+    with pytest.raises(AssertionError, match=r"weight matrix is transposed"):
+        ex.check_position_wise_ffn_thorough(transposed)
+
+
+def test_ffn_hidden_check_catches_a_function_that_only_handles_3d_input():
+    def only_3d(X, W1, b1, W2, b2):
+        batch, n, d = X.shape
+        return ffn_ok(X, W1, b1, W2, b2)
+
+    ex.check_position_wise_ffn_small(only_3d)
+    with pytest.raises(AssertionError, match=r"raised ValueError"):
+        ex.check_position_wise_ffn_thorough(only_3d)
+
+
+def test_ffn_hidden_check_catches_mixing_across_the_batch():
+    def mixes_sequences(X, W1, b1, W2, b2):
+        out = ffn_ok(X, W1, b1, W2, b2)
+        return out + 0.1 * out.mean(dim=0, keepdim=True)  # every sequence leaks into every other
+
+    with pytest.raises(AssertionError, match=r"mixes positions"):
+        ex.check_position_wise_ffn_thorough(mixes_sequences)
+
+
+def test_ffn_check_rejects_a_change_to_its_input():
+    def in_place(X, W1, b1, W2, b2):
+        result = ffn_ok(X, W1, b1, W2, b2)
+        X.zero_()  # a learner's scratch work on the input
+        return result
+
+    with pytest.raises(AssertionError, match=r"changed its inputs in place"):
+        ex.check_position_wise_ffn_small(in_place)
+
+
+# --- diagnosed mistakes: add & norm ---------------------------------------------------------------
+
+
+def _norm(S, dims, eps, unbiased=False):
+    return (S - S.mean(dims, keepdim=True)) / torch.sqrt(S.var(dims, unbiased=unbiased, keepdim=True) + eps)
+
+
+ADD_NORM_MISTAKES = {
+    "over positions": (lambda X, Y, g, b, eps=1e-5: _norm(X + Y, -2, eps) * g + b, r"over the positions \(dim=-2\)"),
+    "over the whole sequence": (
+        lambda X, Y, g, b, eps=1e-5: _norm(X + Y, (-2, -1), eps) * g + b, r"all positions and features together"),
+    "batch norm": (
+        lambda X, Y, g, b, eps=1e-5: _norm(X + Y, tuple(range(X.dim() - 1)), eps) * g + b,
+        r"batch and the positions, as BatchNorm does"),
+    "norm before residual": (lambda X, Y, g, b, eps=1e-5: X + add_norm_ok(torch.zeros_like(Y), Y, g, b, eps),
+                             r"normalised Y and then added X"),
+    "normalised x then added y": (lambda X, Y, g, b, eps=1e-5: add_norm_ok(X, torch.zeros_like(X), g, b, eps) + Y,
+                                  r"normalised X and then added Y"),
+    "no residual": (lambda X, Y, g, b, eps=1e-5: add_norm_ok(torch.zeros_like(Y), Y, g, b, eps),
+                    r"residual connection is missing"),
+    "no norm": (lambda X, Y, g, b, eps=1e-5: X + Y, r"without normalising"),
+    "unbiased variance": (lambda X, Y, g, b, eps=1e-5: _norm(X + Y, -1, eps, unbiased=True) * g + b,
+                          r"biased variance"),
+    "eps outside the root": (
+        lambda X, Y, g, b, eps=1e-5: ((X + Y) - (X + Y).mean(-1, keepdim=True))
+        / ((X + Y).std(-1, unbiased=False, keepdim=True) + eps) * g + b,
+        r"eps belongs inside the square root"),
+    "divided by the variance": (
+        lambda X, Y, g, b, eps=1e-5: ((X + Y) - (X + Y).mean(-1, keepdim=True))
+        / ((X + Y).var(-1, unbiased=False, keepdim=True) + eps) * g + b,
+        r"divided by the variance"),
+    "rms norm": (lambda X, Y, g, b, eps=1e-5: (X + Y) / torch.sqrt((X + Y).square().mean(-1, keepdim=True) + eps)
+                 * g + b, r"RMSNorm"),
+    "no gain or bias": (lambda X, Y, g, b, eps=1e-5: _norm(X + Y, -1, eps), r"gamma and beta are missing"),
+    "gain and bias swapped": (lambda X, Y, g, b, eps=1e-5: _norm(X + Y, -1, eps) * b + g, r"swapped"),
+}
+
+
+@pytest.mark.parametrize("check", ADD_NORM_CHECKS)
+@pytest.mark.parametrize("mistake", sorted(ADD_NORM_MISTAKES))
+def test_add_norm_checks_name_the_mistake(check, mistake):
+    wrong, hint = ADD_NORM_MISTAKES[mistake]
+    with pytest.raises(AssertionError, match=hint):
+        check(wrong)
+
+
+def test_add_norm_hidden_check_catches_a_fixed_eps():
+    def fixed_eps(X, Y, gamma, beta, eps=1e-5):
+        return add_norm_ok(X, Y, gamma, beta, 1e-5)
+
+    ex.check_add_norm_small(fixed_eps)  # the public check uses the default eps
+    with pytest.raises(AssertionError, match=r"eps was ignored"):
+        ex.check_add_norm_thorough(fixed_eps)
+
+
+def test_add_norm_check_rejects_in_place_change():
+    def in_place(X, Y, gamma, beta, eps=1e-5):
+        X += Y  # the residual sum written into X
+        return add_norm_ok(X, torch.zeros_like(Y), gamma, beta, eps)
+
+    with pytest.raises(AssertionError, match=r"changed its inputs in place"):
+        ex.check_add_norm_small(in_place)
+
+
+# --- unfinished, broken and endless answers ---------------------------------------------------------
+
+NAME = {**{id(c): "position_wise_ffn" for c in FFN_CHECKS}, **{id(c): "add_norm" for c in ADD_NORM_CHECKS}}
+
+
+@pytest.mark.parametrize("check", ALL_CHECKS)
+def test_checks_say_when_nothing_is_returned(check):
+    with pytest.raises(AssertionError, match=r"returned None: replace the `...` with your code"):
+        check(lambda *args: None)
+
+
+@pytest.mark.parametrize("check", ALL_CHECKS)
+def test_checks_say_when_the_stub_is_left(check):
+    with pytest.raises(AssertionError, match=r"returned `...`: replace"):
+        check(lambda *args: ...)
+
+
+@pytest.mark.parametrize("check", ALL_CHECKS)
+def test_checks_say_when_the_function_is_missing(check):
+    with pytest.raises(AssertionError, match=rf"`{NAME[id(check)]}` is not defined"):
+        check(None)
+
+
+@pytest.mark.parametrize("check", ALL_CHECKS)
+def test_checks_report_the_learners_error(check):
+    def broken(*args):
+        raise RuntimeError("shape mismatch in my code")
+
+    with pytest.raises(AssertionError, match=r"raised RuntimeError: shape mismatch in my code"):
+        check(broken)
+
+
+@pytest.mark.parametrize("check", ALL_CHECKS)
+def test_checks_stop_an_endless_loop(check):
+    def endless(*args):
+        while True:
+            pass
+
+    with pytest.raises(AssertionError, match=r"took longer than 0.2 s: is there a loop that never ends"):
+        check(endless, seconds=0.2)

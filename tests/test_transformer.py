@@ -1,0 +1,471 @@
+"""The Transformer block of chapter 8: FFN, add & norm, encoder blocks, parity with PyTorch, the experiment's tools."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import companion
+from companion.multihead import valid_lens_to_key_padding_mask
+from companion.transformer import (
+    AddNorm,
+    PositionWiseFFN,
+    TransformerEncoder,
+    TransformerEncoderBlock,
+    TransformerTagger,
+    block_gradient_norms,
+    load_torch_encoder_layer,
+    make_rank_data,
+    tagging_accuracy,
+    train_tagger,
+)
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# --- PositionWiseFFN ------------------------------------------------------------------------------------
+
+
+def test_ffn_is_relu_between_two_affine_maps():
+    torch.manual_seed(0)
+    ffn = PositionWiseFFN(12, 5, 4)
+    X = torch.randn(2, 3, 4, generator=gen(1))
+    W1, b1 = ffn.dense1.weight.T, ffn.dense1.bias  # (4, 12), (12,)
+    W2, b2 = ffn.dense2.weight.T, ffn.dense2.bias  # (12, 5), (5,)
+    expected = torch.clamp(X @ W1 + b1, min=0) @ W2 + b2  # max(0, x W1 + b1) W2 + b2
+    torch.testing.assert_close(ffn(X), expected)
+    assert ffn(X).shape == (2, 3, 5)
+
+
+def test_ffn_on_each_position_alone_equals_ffn_on_the_sequence():
+    torch.manual_seed(0)
+    ffn = PositionWiseFFN(16, 8, 8)
+    X = torch.randn(3, 6, 8, generator=gen(2))
+    one_at_a_time = torch.stack([ffn(X[:, i]) for i in range(X.shape[1])], dim=1)  # (3, 6, 8)
+    torch.testing.assert_close(ffn(X), one_at_a_time)
+    # ... and equals the flattened (batch * n, d) form: the batch and position axes play the same role.
+    torch.testing.assert_close(ffn(X), ffn(X.reshape(-1, 8)).reshape(3, 6, 8))
+
+
+def test_changing_one_position_changes_only_that_output_row():
+    torch.manual_seed(0)
+    ffn = PositionWiseFFN(16, 8, 8)
+    X = torch.randn(1, 6, 8, generator=gen(3))
+    X2 = X.clone()
+    X2[0, 4] += torch.randn(8, generator=gen(4))
+    changed = (ffn(X2) - ffn(X)).abs().amax(dim=-1)[0]  # (6,): largest change per output row
+    assert changed[4] > 1e-3
+    assert torch.equal(changed[torch.arange(6) != 4], torch.zeros(5))
+
+
+def test_ffn_without_input_size_is_created_on_first_call():
+    ffn = PositionWiseFFN(7, 3)
+    assert isinstance(ffn.dense1, nn.LazyLinear)
+    out = ffn(torch.randn(2, 4, 5))
+    assert out.shape == (2, 4, 3) and ffn.dense1.weight.shape == (7, 5)
+
+
+def test_ffn_rejects_the_wrong_input_width():
+    with pytest.raises(ValueError, match=r"X must have 8 features \(last dim\), got X \(2, 3, 6\)"):
+        PositionWiseFFN(16, 8, 8)(torch.zeros(2, 3, 6))
+
+
+@pytest.mark.parametrize("args", [(0, 4), (4, 0), (4, 4, -1), (4.0, 4)])
+def test_ffn_rejects_sizes_that_are_not_positive_ints(args):
+    with pytest.raises(ValueError, match=r"must be a positive int"):
+        PositionWiseFFN(*args)
+
+
+# --- AddNorm --------------------------------------------------------------------------------------------
+
+
+def test_addnorm_is_layernorm_of_the_residual_sum():
+    torch.manual_seed(0)
+    addnorm = AddNorm(6, dropout=0.5).eval()  # eval: dropout is the identity
+    with torch.no_grad():
+        addnorm.ln.weight.uniform_(0.5, 2.0)
+        addnorm.ln.bias.uniform_(-1.0, 1.0)
+    X, Y = torch.randn(2, 4, 6, generator=gen(5)), torch.randn(2, 4, 6, generator=gen(6))
+    S = X + Y
+    mean, var = S.mean(-1, keepdim=True), S.var(-1, unbiased=False, keepdim=True)
+    expected = (S - mean) / torch.sqrt(var + 1e-5) * addnorm.ln.weight + addnorm.ln.bias
+    torch.testing.assert_close(addnorm(X, Y), expected)
+
+
+def test_addnorm_normalises_each_position_over_its_features():
+    addnorm = AddNorm(16, dropout=0.0)
+    out = addnorm(3 + 5 * torch.randn(4, 7, 16, generator=gen(7)), torch.randn(4, 7, 16, generator=gen(8)))
+    torch.testing.assert_close(out.mean(-1), torch.zeros(4, 7), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.var(-1, unbiased=False), torch.ones(4, 7), atol=1e-3, rtol=0)
+
+
+def test_addnorm_applies_dropout_to_the_sublayer_output_only():
+    torch.manual_seed(0)
+    addnorm = AddNorm(32, dropout=0.5).train()
+    X = torch.randn(1, 1, 32, generator=gen(9))
+    # With Y = 0 the dropout has nothing to drop, so the output is LN(X) however the mask falls.
+    torch.testing.assert_close(addnorm(X, torch.zeros_like(X)), F.layer_norm(X, (32,)))
+    a, b = addnorm(X, torch.ones_like(X)), addnorm(X, torch.ones_like(X))
+    assert not torch.equal(a, b)  # dropout is live in training mode
+
+
+def test_addnorm_rejects_x_and_y_of_different_shapes():
+    with pytest.raises(ValueError, match=r"same shape, got X torch.Size\(\[2, 3, 4\]\) and Y torch.Size\(\[2, 4, 4\]\)"):
+        AddNorm(4, 0.0)(torch.zeros(2, 3, 4), torch.zeros(2, 4, 4))
+
+
+def test_addnorm_rejects_a_dropout_outside_0_1():
+    with pytest.raises(ValueError, match=r"dropout must lie in \[0, 1\), got 1.0"):
+        AddNorm(4, 1.0)
+
+
+# --- TransformerEncoderBlock and parity with torch.nn.TransformerEncoderLayer ----------------------------
+
+
+def torch_layer(d: int, heads: int, ffn: int, norm_first: bool, **kwargs) -> nn.TransformerEncoderLayer:
+    layer = nn.TransformerEncoderLayer(
+        d, heads, ffn, dropout=0.0, activation="relu", batch_first=True, norm_first=norm_first, **kwargs
+    )
+    # Random LayerNorm gains and biases, so a swapped norm1/norm2 cannot pass.
+    with torch.no_grad():
+        for norm in (layer.norm1, layer.norm2):
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-0.5, 0.5)
+    return layer
+
+
+def matched_pair(norm_first: bool, d: int = 16, heads: int = 4, ffn: int = 24, seed: int = 0):
+    torch.manual_seed(seed)
+    layer = torch_layer(d, heads, ffn, norm_first)
+    block = TransformerEncoderBlock(d, ffn, heads, 0.0, use_bias=True, norm_first=norm_first)
+    load_torch_encoder_layer(block, layer)
+    return block, layer
+
+
+@pytest.mark.parametrize("norm_first", [False, True], ids=["post-norm", "pre-norm"])
+def test_block_equals_torch_encoder_layer(norm_first):
+    block, layer = matched_pair(norm_first)
+    X = torch.randn(3, 7, 16, generator=gen(10), requires_grad=True)
+    ours, theirs = block(X), layer(X)
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+    # The gradients agree too, with respect to the input and to every copied weight.
+    (g_ours,) = torch.autograd.grad(ours.square().sum(), X)
+    (g_theirs,) = torch.autograd.grad(theirs.square().sum(), X)
+    torch.testing.assert_close(g_ours, g_theirs, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("norm_first", [False, True], ids=["post-norm", "pre-norm"])
+def test_block_equals_torch_encoder_layer_with_padding(norm_first):
+    block, layer = matched_pair(norm_first, seed=1)
+    X = torch.randn(3, 6, 16, generator=gen(11))
+    valid_lens = torch.tensor([6, 4, 2])
+    mask = valid_lens_to_key_padding_mask(valid_lens, 6)  # (3, 6), True = padding
+    torch.testing.assert_close(block(X, valid_lens), layer(X, src_key_padding_mask=mask), atol=1e-5, rtol=1e-5)
+    # In eval mode without gradients PyTorch takes its fused fast path; the numbers must not move.
+    block.eval(), layer.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(block(X, valid_lens), layer(X, src_key_padding_mask=mask), atol=1e-5, rtol=1e-5)
+
+
+def test_load_copies_every_weight_and_nothing_is_shared():
+    block, layer = matched_pair(False)
+    ours = sum(p.numel() for p in block.parameters())
+    theirs = sum(p.numel() for p in layer.parameters())
+    assert ours == theirs
+    with torch.no_grad():
+        layer.linear1.weight.add_(1.0)  # the copy is a copy: changing torch's layer leaves ours alone
+    assert not torch.equal(block.ffn.dense1.weight, layer.linear1.weight)
+
+
+def test_load_rejects_a_different_norm_placement():
+    block = TransformerEncoderBlock(16, 24, 4, 0.0, use_bias=True, norm_first=False)
+    with pytest.raises(ValueError, match=r"block.norm_first=False and layer.norm_first=True"):
+        load_torch_encoder_layer(block, torch_layer(16, 4, 24, norm_first=True))
+
+
+def test_load_rejects_another_activation():
+    block = TransformerEncoderBlock(16, 24, 4, 0.0, use_bias=True)
+    layer = nn.TransformerEncoderLayer(16, 4, 24, dropout=0.0, activation="gelu", batch_first=True)
+    with pytest.raises(ValueError, match=r"PositionWiseFFN uses ReLU"):
+        load_torch_encoder_layer(block, layer)
+
+
+def test_load_rejects_another_width_or_missing_biases():
+    with pytest.raises(ValueError, match=r"same width"):
+        load_torch_encoder_layer(TransformerEncoderBlock(8, 24, 4, 0.0, use_bias=True), torch_layer(16, 4, 24, False))
+    with pytest.raises(ValueError, match=r"weight shapes differ"):
+        load_torch_encoder_layer(TransformerEncoderBlock(16, 12, 4, 0.0, use_bias=True), torch_layer(16, 4, 24, False))
+    with pytest.raises(ValueError, match=r"bias settings differ"):
+        load_torch_encoder_layer(TransformerEncoderBlock(16, 24, 4, 0.0, use_bias=False), torch_layer(16, 4, 24, False))
+
+
+def test_load_rejects_something_that_is_not_an_encoder_layer():
+    with pytest.raises(ValueError, match=r"must be a torch.nn.TransformerEncoderLayer, got Linear"):
+        load_torch_encoder_layer(TransformerEncoderBlock(16, 24, 4, 0.0), nn.Linear(2, 2))
+
+
+def silence_sublayers(block: TransformerEncoderBlock) -> None:
+    """Zero the last layer of both sublayers, so each sublayer outputs exactly zero."""
+    with torch.no_grad():
+        for layer in (block.attention.W_o, block.ffn.dense2):
+            layer.weight.zero_()
+            if layer.bias is not None:
+                layer.bias.zero_()
+
+
+def test_pre_norm_block_with_silent_sublayers_is_the_identity():
+    torch.manual_seed(0)
+    pre = TransformerEncoderBlock(8, 16, 2, 0.0, use_bias=True, norm_first=True)
+    post = TransformerEncoderBlock(8, 16, 2, 0.0, use_bias=True, norm_first=False)
+    post.load_state_dict(pre.state_dict())  # same parameter names: the two forms are interchangeable
+    silence_sublayers(pre), silence_sublayers(post)
+    X = 3 + 2 * torch.randn(2, 5, 8, generator=gen(12))
+    torch.testing.assert_close(pre(X), X)  # the residual path passes X through untouched
+    # Post-norm normalises even then: twice LN(X) (the second LN sees an already normalised input).
+    ln = F.layer_norm(X, (8,))
+    torch.testing.assert_close(post(X), F.layer_norm(ln, (8,)), atol=1e-5, rtol=1e-5)
+
+
+def test_block_ignores_the_content_of_padded_keys():
+    torch.manual_seed(0)
+    for norm_first in (False, True):
+        block = TransformerEncoderBlock(8, 16, 2, 0.0, norm_first=norm_first)
+        X = torch.randn(1, 6, 8, generator=gen(13))
+        X2 = X.clone()
+        X2[0, 4:] = torch.randn(2, 8, generator=gen(14))  # change only the padding
+        valid = torch.tensor([4])
+        torch.testing.assert_close(block(X, valid)[:, :4], block(X2, valid)[:, :4])
+
+
+def test_block_rejects_heads_that_do_not_divide_the_width():
+    with pytest.raises(ValueError, match=r"divisible by num_heads"):
+        TransformerEncoderBlock(10, 16, 3, 0.0)
+
+
+def test_block_parameter_count_is_the_closed_form():
+    d, f = 32, 64
+    with_bias = TransformerEncoderBlock(d, f, 4, 0.0, use_bias=True)
+    without = TransformerEncoderBlock(d, f, 4, 0.0, use_bias=False)
+    ffn_and_norms = (d * f + f) + (f * d + d) + 2 * (2 * d)
+    assert sum(p.numel() for p in with_bias.parameters()) == 4 * d * d + 4 * d + ffn_and_norms
+    assert sum(p.numel() for p in without.parameters()) == 4 * d * d + ffn_and_norms
+
+
+# --- TransformerEncoder and the tagger ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_encoder_shapes_and_attention_weights(norm_first):
+    torch.manual_seed(0)
+    enc = TransformerEncoder(20, 16, 32, 4, 3, 0.0, norm_first=norm_first)
+    X = torch.randint(0, 20, (2, 7), generator=gen(15))
+    out = enc(X, torch.tensor([7, 5]))
+    assert out.shape == (2, 7, 16)
+    assert len(enc.attention_weights) == 3 and all(w.shape == (2, 4, 7, 7) for w in enc.attention_weights)
+    assert torch.equal(enc.attention_weights[0][1, :, :, 5:], torch.zeros(4, 7, 2))  # padded keys get no weight
+    assert isinstance(enc.final_norm, nn.LayerNorm if norm_first else nn.Identity)
+
+
+def test_encoder_input_has_unit_scale_like_the_positional_encoding():
+    # N(0, 1/d) embeddings times sqrt(d): each coordinate has variance about 1, as in the paper's setup.
+    torch.manual_seed(0)
+    enc = TransformerEncoder(1000, 64, 64, 4, 1, 0.0)
+    scaled = enc.embedding.weight * math.sqrt(64)  # (1000, 64)
+    assert 0.9 < scaled.var().item() < 1.1
+
+
+def test_encoder_rejects_float_tokens():
+    enc = TransformerEncoder(10, 8, 16, 2, 1, 0.0)
+    with pytest.raises(ValueError, match=r"token ids \(batch, n\), got torch.Size\(\[2, 3\]\) of dtype torch.float32"):
+        enc(torch.zeros(2, 3))
+
+
+def test_tagger_gives_one_logit_vector_per_token():
+    model = TransformerTagger(16, 8, 16, 32, 2, 2)
+    assert model(torch.randint(0, 16, (3, 8))).shape == (3, 8, 8)
+
+
+def test_companion_exports_the_chapter_names():
+    for name in ("PositionWiseFFN", "AddNorm", "TransformerEncoderBlock", "TransformerEncoder",
+                 "load_torch_encoder_layer", "make_rank_data", "train_tagger", "block_gradient_norms"):
+        assert name in companion.transformer.__all__
+
+
+# --- the rank task --------------------------------------------------------------------------------------
+
+
+def test_rank_labels_are_positions_in_the_sorted_sequence():
+    X, Y = make_rank_data(50, seq_len=6, vocab_size=10, seed=3)
+    assert X.shape == Y.shape == (50, 6)
+    assert all(len(set(row.tolist())) == 6 for row in X)  # distinct tokens
+    assert X.min() >= 0 and X.max() < 10
+    torch.testing.assert_close(Y, X.argsort(dim=-1).argsort(dim=-1))  # rank = inverse of the sorting permutation
+    sorted_back = torch.empty_like(X).scatter_(1, Y, X)  # put each token at its rank
+    assert torch.equal(sorted_back, X.sort(dim=-1).values)
+
+
+def test_rank_data_is_reproducible_and_seeded():
+    a, b, c = make_rank_data(8, seed=1), make_rank_data(8, seed=1), make_rank_data(8, seed=2)
+    assert torch.equal(a[0], b[0]) and not torch.equal(a[0], c[0])
+
+
+def test_rank_data_rejects_more_positions_than_tokens():
+    with pytest.raises(ValueError, match=r"seq_len <= vocab_size, got 9 > 8"):
+        make_rank_data(4, seq_len=9, vocab_size=8)
+
+
+# --- gradient norms per block ---------------------------------------------------------------------------
+
+
+def test_block_gradient_norms_match_autograd():
+    torch.manual_seed(0)
+    model = TransformerTagger(16, 8, 16, 32, 2, 3)
+    X, Y = make_rank_data(32, 8, 16, seed=4)
+    norms = block_gradient_norms(model, X, Y)
+    assert norms["input"].shape == norms["params"].shape == (3,)
+    blk = model.encoder.blks[1]
+    loss = F.cross_entropy(model(X).reshape(-1, 8), Y.reshape(-1))
+    grads = torch.autograd.grad(loss, list(blk.parameters()))
+    expected = torch.cat([g.reshape(-1) for g in grads]).norm()
+    torch.testing.assert_close(norms["params"][1], expected)
+    # The input gradient of block 0 is the gradient with respect to the embedded, position-encoded tokens.
+    enc = model.encoder
+    H = enc.pos_encoding(enc.embedding(X) * math.sqrt(enc.num_hiddens)).detach().requires_grad_()
+    out = H
+    for b in enc.blks:
+        out = b(out)
+    loss = F.cross_entropy(model.head(enc.final_norm(out)).reshape(-1, 8), Y.reshape(-1))
+    (g,) = torch.autograd.grad(loss, H)
+    torch.testing.assert_close(norms["input"][0], g.norm())
+
+
+def test_pre_norm_identity_path_carries_the_gradient_unchanged():
+    # With every sublayer silent, a pre-norm stack is the identity: each block passes back exactly the
+    # gradient it receives. A post-norm stack rescales it at every LayerNorm.
+    torch.manual_seed(0)
+    X, Y = make_rank_data(16, 8, 16, seed=5)
+    pre = TransformerTagger(16, 8, 16, 32, 2, 4, norm_first=True)
+    for blk in pre.encoder.blks:
+        silence_sublayers(blk)
+    norms = block_gradient_norms(pre, X, Y)["input"]
+    torch.testing.assert_close(norms, norms[0].expand(4))
+
+
+def test_block_gradient_norms_needs_a_tagger():
+    with pytest.raises(ValueError, match=r"must be a TransformerTagger, got Linear"):
+        block_gradient_norms(nn.Linear(2, 2), torch.zeros(1, 2), torch.zeros(1, 2))
+
+
+# --- training -------------------------------------------------------------------------------------------
+
+
+def test_train_tagger_learns_the_rank_task_and_is_reproducible():
+    X, Y = make_rank_data(512, seq_len=4, vocab_size=8, seed=6)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = TransformerTagger(8, 4, 16, 32, 2, 1)
+        runs.append(train_tagger(model, X, Y, num_steps=80, lr=1e-2, batch_size=32, progress=False, device="cpu"))
+    assert runs[0] == runs[1]
+    losses = runs[0]
+    assert len(losses) == 80 and sum(losses[-10:]) / 10 < 0.5 * losses[0]
+    assert tagging_accuracy(model, X, Y) > 0.5  # chance is 1/4
+
+
+def test_warmup_makes_the_first_step_small():
+    X, Y = make_rank_data(64, 4, 8, seed=7)
+    changes = {}
+    for warmup in (0, 10):
+        torch.manual_seed(0)
+        model = TransformerTagger(8, 4, 16, 32, 2, 1)
+        before = model.head.weight.detach().clone()
+        train_tagger(model, X, Y, num_steps=1, lr=0.1, warmup_steps=warmup, progress=False, device="cpu")
+        changes[warmup] = (model.head.weight - before).abs().max().item()
+    # Adam's first step moves each weight by about lr: 0.1 without warm-up, 0.1 / 10 with it.
+    assert changes[0] == pytest.approx(0.1, rel=0.01)
+    assert changes[10] == pytest.approx(0.01, rel=0.01)
+
+
+def test_train_tagger_skips_steps_with_a_non_finite_loss():
+    class Broken(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(1))
+
+        def forward(self, X):
+            return self.w * torch.full((*X.shape, 3), float("nan"))
+
+    model = Broken()
+    losses = train_tagger(model, torch.zeros(4, 2, dtype=torch.long), torch.zeros(4, 2, dtype=torch.long),
+                          num_steps=3, lr=0.1, progress=False, device="cpu")
+    assert len(losses) == 3 and all(math.isnan(v) for v in losses)
+    assert torch.equal(model.w.detach(), torch.ones(1))
+
+
+def test_train_tagger_restores_the_thread_count():
+    before = torch.get_num_threads()
+    X, Y = make_rank_data(16, 4, 8)
+    train_tagger(TransformerTagger(8, 4, 8, 8, 2, 1), X, Y, num_steps=1, lr=1e-3, progress=False, device="cpu")
+    assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(num_steps=0, lr=1e-3), r"num_steps must be a positive int"),
+        (dict(num_steps=1, lr=0.0), r"lr must be > 0, got 0.0"),
+        (dict(num_steps=1, lr=1e-3, warmup_steps=-1), r"warmup_steps must be an int >= 0"),
+        (dict(num_steps=1, lr=1e-3, batch_size=0), r"batch_size must be a positive int"),
+    ],
+)
+def test_train_tagger_rejects_bad_settings(kwargs, message):
+    X, Y = make_rank_data(8, 4, 8)
+    with pytest.raises(ValueError, match=message):
+        train_tagger(TransformerTagger(8, 4, 8, 8, 2, 1), X, Y, progress=False, **kwargs)
+
+
+def test_train_tagger_rejects_mismatched_data():
+    X, Y = make_rank_data(8, 4, 8)
+    with pytest.raises(ValueError, match=r"same shape"):
+        train_tagger(TransformerTagger(8, 4, 8, 8, 2, 1), X, Y[:, :3], num_steps=1, lr=1e-3, progress=False)
+
+
+def test_tagging_accuracy_counts_tokens_and_keeps_the_mode():
+    class Oracle(nn.Module):
+        """Predicts the rank exactly, through one-hot logits."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.dummy = nn.Parameter(torch.zeros(1))
+
+        def forward(self, X):
+            return F.one_hot(X.argsort(-1).argsort(-1), X.shape[1]).float() + self.dummy
+
+    X, Y = make_rank_data(100, 5, 9, seed=8)
+    oracle = Oracle().train()
+    assert tagging_accuracy(oracle, X, Y, batch_size=7) == 1.0
+    assert oracle.training
+    Y_wrong = Y.clone()
+    Y_wrong[:10, 0] = (Y_wrong[:10, 0] + 1) % 5  # 10 of 500 tokens wrong
+    assert tagging_accuracy(oracle, X, Y_wrong) == pytest.approx(0.98)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_block_on_the_gpu_matches_the_cpu():
+    block, layer = matched_pair(True)
+    X = torch.randn(2, 5, 16, generator=gen(16))
+    expected = block(X)
+    torch.testing.assert_close(block.cuda()(X.cuda()).cpu(), expected, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(layer.cuda()(X.cuda()).cpu(), expected, atol=1e-5, rtol=1e-4)
+    X, Y = make_rank_data(64, 4, 8)
+    torch.manual_seed(0)
+    model = TransformerTagger(8, 4, 16, 32, 2, 1)
+    losses = train_tagger(model, X, Y, num_steps=5, lr=1e-3, progress=False, device="cuda")
+    assert all(math.isfinite(v) for v in losses) and next(model.parameters()).is_cuda
