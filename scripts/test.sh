@@ -14,4 +14,4 @@ for md in chapters/[0-9][0-9]_*.md; do
     jupytext --quiet --to ipynb --set-kernel python3 -o "$nbdir/$(basename "${md%.md}").ipynb" "$md"
 done
 
-python -m pytest --rootdir . -c pyproject.toml -p tests.chapter_timing "$@" tests "$nbdir" --nbval-lax --ignore=tests/fixtures
+python -m pytest --rootdir . -c pyproject.toml -p tests.chapter_timing --durations=10 "$@" tests "$nbdir" --nbval-lax --ignore=tests/fixtures
