@@ -11,12 +11,6 @@ from companion.multihead import MultiHeadAttention, transpose_output, transpose_
 SPLIT_CHECKS = [ex.check_split_heads_small, ex.check_split_heads_thorough]
 MERGE_CHECKS = [ex.check_merge_heads_small, ex.check_merge_heads_thorough]
 COUNT_CHECKS = [ex.check_num_parameters_small, ex.check_num_parameters_thorough]
-ALL_CHECKS = SPLIT_CHECKS + MERGE_CHECKS + COUNT_CHECKS
-NAME = {
-    **{id(c): "split_heads" for c in SPLIT_CHECKS},
-    **{id(c): "merge_heads" for c in MERGE_CHECKS},
-    **{id(c): "mha_num_parameters" for c in COUNT_CHECKS},
-}
 
 
 # --- reference solutions (as a learner would write them) ----------------------------------------
@@ -276,43 +270,3 @@ def test_count_checks_hold_for_every_head_count():
     counts = {sum(p.numel() for p in MultiHeadAttention(12, h, 0.0, bias=True, query_size=5, key_size=6,
                                                          value_size=7).parameters()) for h in (1, 2, 3, 4, 6, 12)}
     assert counts == {count_ok(12, 1, 5, 6, 7, True)}
-
-
-# --- unfinished, broken and endless answers ---------------------------------------------------------
-
-
-@pytest.mark.parametrize("check", ALL_CHECKS)
-def test_checks_say_when_nothing_is_returned(check):
-    with pytest.raises(AssertionError, match=r"returned None: replace the `...` with your code"):
-        check(lambda *args: None)
-
-
-@pytest.mark.parametrize("check", ALL_CHECKS)
-def test_checks_say_when_the_stub_is_left(check):
-    with pytest.raises(AssertionError, match=r"returned `...`: replace"):
-        check(lambda *args: ...)
-
-
-@pytest.mark.parametrize("check", ALL_CHECKS)
-def test_checks_say_when_the_function_is_missing(check):
-    with pytest.raises(AssertionError, match=rf"`{NAME[id(check)]}` is not defined"):
-        check(None)
-
-
-@pytest.mark.parametrize("check", ALL_CHECKS)
-def test_checks_report_the_learners_error(check):
-    def broken(*args):
-        raise RuntimeError("shape mismatch in my code")
-
-    with pytest.raises(AssertionError, match=r"raised RuntimeError: shape mismatch in my code"):
-        check(broken)
-
-
-@pytest.mark.parametrize("check", ALL_CHECKS)
-def test_checks_stop_an_endless_loop(check):
-    def endless(*args):
-        while True:
-            pass
-
-    with pytest.raises(AssertionError, match=r"took longer than 0.2 s: is there a loop that never ends"):
-        check(endless, seconds=0.2)
