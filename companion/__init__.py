@@ -1,6 +1,6 @@
 """Companion code for the course "Attention, from kernels to Transformers": every algorithm the chapters show."""
 from . import (attention, cues, data, dates, metrics, multihead, plotting, pooling, positional, seq2seq, training,
-               transformer, utils)
+               transformer, transformer_seq2seq, utils)
 from .attention import *  # noqa: F401,F403
 from .cues import *  # noqa: F401,F403
 from .data import *  # noqa: F401,F403
@@ -13,6 +13,7 @@ from .positional import *  # noqa: F401,F403
 from .seq2seq import *  # noqa: F401,F403
 from .training import *  # noqa: F401,F403
 from .transformer import *  # noqa: F401,F403
+from .transformer_seq2seq import *  # noqa: F401,F403
 from .utils import *  # noqa: F401,F403
 
 __all__ = [
@@ -29,4 +30,5 @@ __all__ = [
     *plotting.__all__,
     *training.__all__,
     *transformer.__all__,
+    *transformer_seq2seq.__all__,
 ]

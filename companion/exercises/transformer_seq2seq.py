@@ -1,0 +1,210 @@
+"""Checks for the exercises of chapter 9, the Transformer encoder-decoder.
+
+Each ``check_*`` function runs the learner's function on a few inputs, compares
+the result with the reference and, when they differ, raises ``AssertionError``
+with a hint that names the likely mistake. The ``*_small`` checks are public
+(``grader.check``); the ``*_thorough`` checks are hidden and count at grading time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from companion.exercises import expect_close, run_limited
+
+__all__ = [
+    "check_causal_mask_small",
+    "check_causal_mask_thorough",
+    "check_cached_attention_step_small",
+    "check_cached_attention_step_thorough",
+]
+
+# ---------------------------------------------------------------------------
+# Exercise 1: the causal mask, True where key j <= query i
+# ---------------------------------------------------------------------------
+
+
+def _causal(n: int) -> Tensor:
+    i = torch.arange(n)
+    return i[None, :] <= i[:, None]  # (n, n): row = query, column = key
+
+
+def _causal_mistakes(n: int) -> dict[str, Tensor]:
+    """What the usual wrong masks look like, keyed by the hint that names them (all bool, (n, n))."""
+    right = _causal(n)
+    return {
+        "the mask is transposed (upper triangle): it shows each query the future and hides the past. Rows are "
+        "queries, columns are keys, and query i may see keys 0 .. i, at or before it: the lower triangle, "
+        "torch.tril.": right.T,
+        "the diagonal is False: a position may attend to itself (key j = i), only later keys are hidden. "
+        "Use j <= i, not j < i.": right & ~torch.eye(n, dtype=torch.bool),
+        "True and False are swapped: here True must mean 'may attend' (as in masked_softmax), so the allowed "
+        "keys j <= i are True. (PyTorch's attn_mask and key_padding_mask use the opposite convention.)": ~right,
+        "every entry is True: nothing is hidden; key j must be hidden from query i when j > i.": (
+            torch.ones(n, n, dtype=torch.bool)),
+    }
+
+
+def _check_causal_on(fn: Callable[..., Any], n: int, seconds: float) -> None:
+    actual = run_limited(fn, n, name="causal_mask", seconds=seconds)
+    expected = _causal(n)
+    if isinstance(actual, Tensor) and actual.dtype != torch.bool:
+        if actual.shape == expected.shape and torch.equal(actual.to(torch.float64),
+                                                          expected.to(torch.float64)):
+            raise AssertionError(
+                f"`causal_mask` returned the right pattern as {actual.dtype}; return a bool tensor "
+                "(compare with <=, or call .bool()): masked_softmax treats a non-bool mask as lengths."
+            )
+        if actual.is_floating_point() and actual.shape == expected.shape:
+            zeros_where_allowed = (actual[expected] == 0).all() and torch.isinf(actual[~expected]).all()
+            if zeros_where_allowed:
+                raise AssertionError(
+                    "`causal_mask` returned an additive float mask (0 and -inf); this exercise asks for a "
+                    "bool mask, True where query i may attend to key j."
+                )
+    if isinstance(actual, Tensor) and actual.dtype == torch.bool and actual.shape == expected.shape \
+            and not torch.equal(actual, expected):
+        for hint, wrong in _causal_mistakes(n).items():
+            if torch.equal(actual, wrong):
+                raise AssertionError(f"`causal_mask`: {hint}")
+    if isinstance(actual, Tensor) and actual.shape != expected.shape:
+        raise AssertionError(
+            f"`causal_mask({n})` returned shape {tuple(actual.shape)}, expected ({n}, {n}): one row per query "
+            "position, one column per key position."
+        )
+    expect_close(actual.to(torch.float32) if isinstance(actual, Tensor) else actual,
+                 expected.to(torch.float32), name="causal_mask")
+
+
+def check_causal_mask_small(fn: Callable[..., Any], *, seconds: float = 10.0) -> None:
+    """Public check: n = 4."""
+    _check_causal_on(fn, 4, seconds)
+
+
+def check_causal_mask_thorough(fn: Callable[..., Any], *, seconds: float = 10.0) -> None:
+    """Hidden check: n = 7, 2, 33 and 1 (a single position); it also masks real scores correctly."""
+    for n in (7, 2, 33, 1):
+        _check_causal_on(fn, n, seconds)
+    # Used as masked_softmax's mask, the learner's mask must give causal weights.
+    from companion.attention import masked_softmax
+
+    scores = torch.randn(2, 5, 5, generator=torch.Generator().manual_seed(0))
+    mask = run_limited(fn, 5, name="causal_mask", seconds=seconds)
+    weights = masked_softmax(scores, mask[None])
+    if not torch.equal(weights[:, ~_causal(5)], torch.zeros_like(weights[:, ~_causal(5)])):
+        raise AssertionError("`causal_mask`: weights on future keys are not zero when used in masked_softmax.")
+
+
+# ---------------------------------------------------------------------------
+# Exercise 2: one decoding step with a key-value cache (one head)
+# ---------------------------------------------------------------------------
+
+
+def _step(q: Tensor, k: Tensor, v: Tensor, K_cache: Tensor, V_cache: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    K = torch.cat([K_cache, k], dim=1)  # (b, t + 1, d)
+    V = torch.cat([V_cache, v], dim=1)  # (b, t + 1, d_v)
+    w = torch.softmax(q @ K.transpose(1, 2) / math.sqrt(q.shape[-1]), dim=-1)  # (b, 1, t + 1)
+    return w @ V, K, V  # (b, 1, d_v)
+
+
+def _step_output_mistakes(q: Tensor, k: Tensor, v: Tensor, K_cache: Tensor, V_cache: Tensor) -> dict[str, Tensor]:
+    """Wrong outputs (b, 1, d_v) of the step, keyed by their hint."""
+    d = q.shape[-1]
+    K = torch.cat([K_cache, k], dim=1)
+    V = torch.cat([V_cache, v], dim=1)
+    scores = q @ K.transpose(1, 2)  # (b, 1, t + 1)
+    mistakes = {
+        "the scores are not scaled: divide q K^T by sqrt(d), d = q.shape[-1].": torch.softmax(scores, -1) @ V,
+        "the scores are divided by d; divide by sqrt(d).": torch.softmax(scores / d, -1) @ V,
+        "the softmax runs over the batch or the query axis; it must run over the keys, dim=-1.": (
+            torch.softmax(scores / math.sqrt(d), dim=0) @ V),
+        "the output is a weighted sum of the keys; weight the values V instead.": (
+            torch.softmax(scores / math.sqrt(d), -1) @ K if K.shape[-1] == V.shape[-1] else None),
+    }
+    # Attending to the cache alone: at the first step the cache is empty and the output all zeros.
+    mistakes["the new position attends only to the cache: append the new key and value first (the "
+             "position may attend to itself), then attend over all t + 1 keys."] = (
+        torch.softmax(q @ K_cache.transpose(1, 2) / math.sqrt(d), -1) @ V_cache)
+    if K_cache.shape[1] > 0:
+        mistakes["the new position attends only to itself: the cached keys and values are the earlier "
+                 "positions and must be attended to as well."] = v
+    return {h: m for h, m in mistakes.items() if m is not None}
+
+
+def _check_step_on(fn: Callable[..., Any], args: tuple[Tensor, ...], seconds: float) -> None:
+    given = tuple(a.clone() for a in args)
+    result = run_limited(fn, *given, name="cached_attention_step", seconds=seconds)
+    if result is None or result is Ellipsis:
+        expect_close(result, args[0], name="cached_attention_step")  # gives the None / ... hint
+    if not isinstance(result, tuple) or len(result) != 3:
+        raise AssertionError(
+            "`cached_attention_step` should return a tuple (output, K, V): the attention output for the new "
+            f"position and the two extended caches; got {type(result).__name__}"
+            + (f" of length {len(result)}" if isinstance(result, tuple) else "") + "."
+        )
+    out, K, V = result
+    exp_out, exp_K, exp_V = _step(*args)
+    K_cache, V_cache = args[3], args[4]
+    k, v = args[1], args[2]
+    if isinstance(K, Tensor) and K.shape == exp_K.shape and K_cache.shape[1] > 0 \
+            and torch.allclose(K, torch.cat([k, K_cache], dim=1)):
+        raise AssertionError(
+            "`cached_attention_step`: the new key is put in front of the cache; append it at the end "
+            "(torch.cat([K_cache, k], dim=1)), so that position t stays at index t."
+        )
+    if isinstance(K, Tensor) and K.shape == K_cache.shape and torch.equal(K, K_cache):
+        raise AssertionError("`cached_attention_step` returned the old cache K: return it with the new key appended, "
+                             "shape (batch, t + 1, d).")
+    expect_close(out, exp_out, name="cached_attention_step (output)", mistakes=_step_output_mistakes(*args))
+    expect_close(K, exp_K, name="cached_attention_step (K)")
+    if isinstance(V, Tensor) and V.shape == exp_V.shape and K_cache.shape[1] > 0 \
+            and torch.allclose(V, torch.cat([v, V_cache], dim=1)):
+        raise AssertionError(
+            "`cached_attention_step`: the new value is put in front of the cache; append it at the end."
+        )
+    expect_close(V, exp_V, name="cached_attention_step (V)")
+    if not all(torch.equal(a, b) for a, b in zip(given, args)):
+        raise AssertionError("`cached_attention_step` changed its inputs in place: build new tensors "
+                             "(torch.cat) instead.")
+
+
+def _step_args(b: int, t: int, d: int, d_v: int, gen: torch.Generator,
+               dtype: torch.dtype = torch.float32) -> tuple[Tensor, ...]:
+    return (
+        2 * torch.randn(b, 1, d, generator=gen, dtype=dtype),  # scaled up, so a missing sqrt(d) shows
+        2 * torch.randn(b, 1, d, generator=gen, dtype=dtype),
+        torch.randn(b, 1, d_v, generator=gen, dtype=dtype),
+        2 * torch.randn(b, t, d, generator=gen, dtype=dtype),
+        torch.randn(b, t, d_v, generator=gen, dtype=dtype),
+    )
+
+
+def check_cached_attention_step_small(fn: Callable[..., Any], *, seconds: float = 10.0) -> None:
+    """Public check: batch 2, three cached positions, d = 4, d_v = 3."""
+    _check_step_on(fn, _step_args(2, 3, 4, 3, torch.Generator().manual_seed(0)), seconds)
+
+
+def check_cached_attention_step_thorough(fn: Callable[..., Any], *, seconds: float = 10.0) -> None:
+    """Hidden check: an empty cache (the first step), d = d_v, float64, ten steps in a row against full attention."""
+    gen = torch.Generator().manual_seed(1)
+    for b, t, d, d_v in ((1, 0, 4, 4), (3, 1, 8, 8), (2, 6, 5, 7), (4, 12, 16, 16)):
+        _check_step_on(fn, _step_args(b, t, d, d_v, gen), seconds)
+    _check_step_on(fn, _step_args(2, 4, 6, 3, gen, dtype=torch.float64), seconds)
+    # Ten steps fed back through the learner's cache equal causal attention over the whole sequence.
+    Q, Kall, Vall = (torch.randn(2, 10, 4, generator=gen) for _ in range(3))
+    K, V = Kall[:, :0], Vall[:, :0]
+    outs = []
+    for i in range(10):
+        result = run_limited(fn, Q[:, i:i + 1], Kall[:, i:i + 1], Vall[:, i:i + 1], K, V,
+                             name="cached_attention_step", seconds=seconds)
+        out, K, V = result
+        outs.append(out)
+    scores = Q @ Kall.transpose(1, 2) / 2.0  # (2, 10, 10), sqrt(4) = 2
+    future = torch.ones(10, 10, dtype=torch.bool).triu(1)
+    full = torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1) @ Vall
+    expect_close(torch.cat(outs, dim=1), full, name="cached_attention_step (ten steps in a row)")
