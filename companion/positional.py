@@ -25,6 +25,8 @@ __all__ = [
     "sinusoidal_encoding",
     "PositionalEncoding",
     "LearnedPositionalEmbedding",
+    "POSITION_KINDS",
+    "position_encoding",
     "offset_rotation",
     "apply_rotary",
     "permutation_gap",
@@ -142,6 +144,25 @@ class LearnedPositionalEmbedding(nn.Module):
         """X + P[offset : offset + n], then dropout.  Shapes: X (batch, n, d) -> (batch, n, d)."""
         _check_sequence(X, self.num_hiddens, self.max_len, offset)
         return self.dropout(X + self.P[:, offset : offset + X.shape[1], :])
+
+
+POSITION_KINDS = ("sinusoidal", "learned")
+
+
+def position_encoding(kind: str, num_hiddens: int, dropout: float, max_len: int = 1000) -> nn.Module:
+    """The positions a Transformer stack adds to its token vectors (chapters 8-9): a module called as X + P[:n].
+
+    kind "sinusoidal" is the fixed table above; "learned" is a LearnedPositionalEmbedding started at the scale of
+    the token vectors. Both take forward(X (batch, n, num_hiddens), offset=0) -> (batch, n, num_hiddens).
+    """
+    if kind == "sinusoidal":
+        return PositionalEncoding(num_hiddens, dropout, max_len)
+    if kind == "learned":
+        # The token vectors enter with entries of standard deviation 1 (N(0, 1/d) times sqrt(d), chapters 7-8),
+        # so the learned rows start at the same scale, as GPT-2 starts both tables alike. Independent random rows
+        # also start neighbouring positions far apart, where sinusoidal neighbours are 97% alike (chapter 9).
+        return LearnedPositionalEmbedding(num_hiddens, dropout, max_len, init_std=1.0)
+    raise ValueError(f"positions must be one of {POSITION_KINDS}, got {kind!r}")
 
 
 def offset_rotation(k: int, num_hiddens: int, base: float = 10000.0, dtype: torch.dtype = torch.float32) -> Tensor:

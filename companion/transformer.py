@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .multihead import MultiHeadAttention, load_torch_mha_weights
-from .positional import PositionalEncoding
+from .positional import position_encoding
 from .utils import one_thread_on_cpu, progress_enabled, try_gpu
 
 __all__ = [
@@ -159,6 +159,7 @@ class TransformerEncoder(nn.Module):
 
     Shapes: forward(X (batch, n) token ids, valid_lens None or (batch,)) -> (batch, n, num_hiddens).
     A pre-norm stack ends with a LayerNorm: its residual stream is otherwise never normalised.
+    positions: "sinusoidal" (chapter 7's table, as in d2l) or "learned" (see positional.position_encoding).
     """
 
     def __init__(
@@ -172,6 +173,7 @@ class TransformerEncoder(nn.Module):
         use_bias: bool = False,
         norm_first: bool = False,
         max_len: int = 1000,
+        positions: str = "sinusoidal",
     ) -> None:
         super().__init__()
         _check_positive_int("vocab_size", vocab_size)
@@ -181,11 +183,11 @@ class TransformerEncoder(nn.Module):
         # N(0, 1/d) entries, so that after the sqrt(d) scaling each coordinate has variance 1, like the
         # paper's setup (nn.Embedding's own N(0, 1) times sqrt(d) would give rows of norm d; chapter 7).
         nn.init.normal_(self.embedding.weight, std=num_hiddens**-0.5)
-        self.pos_encoding = PositionalEncoding(num_hiddens, dropout, max_len)
         self.blks = nn.ModuleList(
             TransformerEncoderBlock(num_hiddens, ffn_num_hiddens, num_heads, dropout, use_bias, norm_first)
             for _ in range(num_blks)
         )
+        self.pos_encoding = position_encoding(positions, num_hiddens, dropout, max_len)
         self.final_norm: nn.Module = nn.LayerNorm(num_hiddens) if norm_first else nn.Identity()
         self.attention_weights: list[Optional[Tensor]] = [None] * num_blks
 

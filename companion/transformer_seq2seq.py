@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from .dates import DateSplit, Vocab, pad_sequences
 from .multihead import MultiHeadAttention, transpose_output, transpose_qkv
-from .positional import LearnedPositionalEmbedding, PositionalEncoding
+from .positional import position_encoding
 from .seq2seq import EncoderDecoder, sequence_loss, teacher_forcing_inputs
 from .transformer import AddNorm, PositionWiseFFN, TransformerEncoder
 from .utils import one_thread_on_cpu
@@ -46,21 +46,6 @@ __all__ = [
 def _check_positive_int(name: str, value: object) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
-POSITIONS = ("sinusoidal", "learned")
-
-
-def _positions(kind: str, num_hiddens: int, dropout: float, max_len: int) -> nn.Module:
-    """Chapter 7's sinusoidal table, or a learned table started at the scale of the token vectors."""
-    if kind == "sinusoidal":
-        return PositionalEncoding(num_hiddens, dropout, max_len)
-    if kind == "learned":
-        # The token vectors enter with entries of standard deviation 1 (N(0, 1/d) times sqrt(d), chapters 7-8),
-        # so the learned rows start at the same scale, as GPT-2 starts both tables alike. Independent random rows
-        # also start neighbouring positions far apart, where sinusoidal neighbours are 97% alike (chapter 9).
-        return LearnedPositionalEmbedding(num_hiddens, dropout, max_len, init_std=1.0)
-    raise ValueError(f"positions must be one of {POSITIONS}, got {kind!r}")
 
 
 def causal_mask(n: int, n_k: Optional[int] = None, device: torch.device | str | None = None) -> Tensor:
@@ -239,7 +224,7 @@ class TransformerDecoder(nn.Module):
         self.num_hiddens = num_hiddens
         self.embedding = nn.Embedding(vocab_size, num_hiddens)
         nn.init.normal_(self.embedding.weight, std=num_hiddens**-0.5)  # as the encoder's (chapters 7, 8)
-        self.pos_encoding = _positions(positions, num_hiddens, dropout, max_len)
+        self.pos_encoding = position_encoding(positions, num_hiddens, dropout, max_len)
         self.blks = nn.ModuleList(
             TransformerDecoderBlock(num_hiddens, ffn_num_hiddens, num_heads, dropout, use_bias, norm_first)
             for _ in range(num_blks)
@@ -323,10 +308,7 @@ class TransformerEncoderDecoder(EncoderDecoder):
         positions: str = "sinusoidal",
     ) -> None:
         encoder = TransformerEncoder(src_vocab_size, num_hiddens, ffn_num_hiddens, num_heads, num_blks, dropout,
-                                     norm_first=norm_first, max_len=max_len)
-        if positions != "sinusoidal":
-            # Chapter 8's encoder builds the sinusoidal table; another one takes its place (same call, X + P[:n]).
-            encoder.pos_encoding = _positions(positions, num_hiddens, dropout, max_len)
+                                     norm_first=norm_first, max_len=max_len, positions=positions)
         decoder = TransformerDecoder(tgt_vocab_size, num_hiddens, ffn_num_hiddens, num_heads,
                                      num_blks if dec_num_blks is None else dec_num_blks, dropout,
                                      norm_first=norm_first, max_len=max_len, positions=positions)

@@ -280,6 +280,22 @@ def test_encoder_input_has_unit_scale_like_the_positional_encoding():
     assert 0.9 < scaled.var().item() < 1.1
 
 
+@pytest.mark.parametrize("positions, kind", [("sinusoidal", companion.PositionalEncoding),
+                                              ("learned", companion.LearnedPositionalEmbedding)])
+def test_encoder_takes_sinusoidal_or_learned_positions(positions, kind):
+    enc = TransformerEncoder(10, 8, 16, 2, 1, 0.0, max_len=12, positions=positions)
+    assert type(enc.pos_encoding) is kind and enc.pos_encoding.max_len == 12
+    learned = [name for name, _ in enc.named_parameters() if name.startswith("pos_encoding")]
+    assert learned == (["pos_encoding.P"] if positions == "learned" else [])
+    X = torch.randint(0, 10, (2, 5), generator=gen(16))
+    out = enc(X)
+    # Swapping the first two tokens changes more than those two outputs' order: the positions tell them apart.
+    swapped = enc(X[:, [1, 0, 2, 3, 4]])
+    assert not torch.allclose(swapped[:, [1, 0]], out[:, :2], atol=1e-4)
+    with pytest.raises(ValueError, match=r"positions must be one of \('sinusoidal', 'learned'\), got 'rotary'"):
+        TransformerEncoder(10, 8, 16, 2, 1, 0.0, positions="rotary")
+
+
 def test_encoder_rejects_float_tokens():
     enc = TransformerEncoder(10, 8, 16, 2, 1, 0.0)
     with pytest.raises(ValueError, match=r"token ids \(batch, n\), got torch.Size\(\[2, 3\]\) of dtype torch.float32"):
