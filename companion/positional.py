@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .attention import DotProductAttention
-from .utils import one_thread_on_cpu, progress_enabled, try_gpu
+from .utils import check_positive_int, one_thread_on_cpu, progress_enabled, try_gpu
 
 __all__ = [
     "encoding_frequencies",
@@ -38,13 +38,8 @@ __all__ = [
 ]
 
 
-def _check_positive_int(name: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
 def _check_even_width(num_hiddens: object) -> None:
-    _check_positive_int("num_hiddens", num_hiddens)
+    check_positive_int("num_hiddens", num_hiddens)
     if num_hiddens % 2:  # type: ignore[operator]
         raise ValueError(
             "num_hiddens must be even: columns 2i and 2i+1 hold the sine and cosine of one frequency, "
@@ -71,7 +66,7 @@ def sinusoidal_encoding(
 
     Shapes: -> (max_len, num_hiddens).
     """
-    _check_positive_int("max_len", max_len)
+    check_positive_int("max_len", max_len)
     w = encoding_frequencies(num_hiddens, base)  # (d/2,)
     angles = torch.arange(max_len, dtype=torch.float64)[:, None] * w[None, :]  # (max_len, d/2)
     P = torch.empty(max_len, num_hiddens, dtype=torch.float64)
@@ -130,8 +125,8 @@ class LearnedPositionalEmbedding(nn.Module):
 
     def __init__(self, num_hiddens: int, dropout: float, max_len: int = 1000, init_std: float = 0.02) -> None:
         super().__init__()
-        _check_positive_int("num_hiddens", num_hiddens)
-        _check_positive_int("max_len", max_len)
+        check_positive_int("num_hiddens", num_hiddens)
+        check_positive_int("max_len", max_len)
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
         if not init_std > 0:
@@ -243,7 +238,7 @@ def embedding_scale_measurements(
         raise ValueError("dims must be a non-empty list of even ints, got []")
     for d in dims:
         _check_even_width(d)
-    _check_positive_int("vocab_size", vocab_size)
+    check_positive_int("vocab_size", vocab_size)
     out: dict[str, list[float]] = {k: [] for k in (
         "encoding", "embedding", "embedding_scaled", "small", "small_scaled", "logits_embedding", "logits_small")}
     # fork_rng: nn.Embedding draws from the global generator; the caller's stream stays untouched.
@@ -275,7 +270,7 @@ def previous_token_data(
     Shapes: -> tokens (batch_size, seq_len) int64, targets (batch_size, seq_len - 1) = tokens[:, :-1].
     """
     for name, value in (("batch_size", batch_size), ("seq_len", seq_len), ("vocab_size", vocab_size)):
-        _check_positive_int(name, value)
+        check_positive_int(name, value)
     if seq_len < 2:
         raise ValueError(f"seq_len must be >= 2 so that some position has a previous token, got {seq_len}")
     tokens = torch.randint(0, vocab_size, (batch_size, seq_len), generator=generator)
@@ -333,7 +328,7 @@ def train_position_probe(
 
     Shapes: -> (model, accuracy on each training batch, num_steps floats).
     """
-    _check_positive_int("num_steps", num_steps)
+    check_positive_int("num_steps", num_steps)
     if not lr > 0:
         raise ValueError(f"lr must be > 0, got {lr!r}")
     device = torch.device(device) if device is not None else try_gpu()

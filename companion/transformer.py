@@ -21,12 +21,13 @@ from tqdm.auto import tqdm
 
 from .multihead import MultiHeadAttention, load_torch_mha_weights
 from .positional import position_encoding
-from .utils import one_thread_on_cpu, progress_enabled, try_gpu
+from .utils import check_positive_int, one_thread_on_cpu, progress_enabled, try_gpu
 
 __all__ = [
     "PositionWiseFFN",
     "AddNorm",
     "TransformerEncoderBlock",
+    "token_embedding",
     "TransformerEncoder",
     "load_torch_encoder_layer",
     "make_rank_data",
@@ -35,11 +36,6 @@ __all__ = [
     "train_tagger",
     "tagging_accuracy",
 ]
-
-
-def _check_positive_int(name: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 def _check_dropout(dropout: float) -> None:
@@ -56,12 +52,12 @@ class PositionWiseFFN(nn.Module):
 
     def __init__(self, ffn_num_hiddens: int, ffn_num_outputs: int, ffn_num_inputs: Optional[int] = None) -> None:
         super().__init__()
-        _check_positive_int("ffn_num_hiddens", ffn_num_hiddens)
-        _check_positive_int("ffn_num_outputs", ffn_num_outputs)
+        check_positive_int("ffn_num_hiddens", ffn_num_hiddens)
+        check_positive_int("ffn_num_outputs", ffn_num_outputs)
         if ffn_num_inputs is None:
             self.dense1: nn.Module = nn.LazyLinear(ffn_num_hiddens)
         else:
-            _check_positive_int("ffn_num_inputs", ffn_num_inputs)
+            check_positive_int("ffn_num_inputs", ffn_num_inputs)
             self.dense1 = nn.Linear(ffn_num_inputs, ffn_num_hiddens)
         self.relu = nn.ReLU()
         self.dense2 = nn.Linear(ffn_num_hiddens, ffn_num_outputs)
@@ -126,7 +122,7 @@ class TransformerEncoderBlock(nn.Module):
         norm_first: bool = False,
     ) -> None:
         super().__init__()
-        _check_positive_int("num_hiddens", num_hiddens)
+        check_positive_int("num_hiddens", num_hiddens)
         _check_dropout(dropout)
         self.norm_first = bool(norm_first)
         # Sizes given, so every weight exists at once (countable, copyable) instead of lazily.
@@ -154,6 +150,27 @@ class TransformerEncoderBlock(nn.Module):
         return self.addnorm2(Y, self.ffn(Y))
 
 
+def token_embedding(vocab_size: int, num_hiddens: int) -> nn.Embedding:
+    """The token table of a Transformer stack (chapters 8-9).  Shapes: weight (vocab_size, num_hiddens).
+
+    Entries are drawn from N(0, 1/d), so that after the sqrt(d) scaling each coordinate has variance 1, like the
+    paper's setup (nn.Embedding's own N(0, 1) times sqrt(d) would give rows of norm d; chapter 7).
+    """
+    check_positive_int("vocab_size", vocab_size)
+    embedding = nn.Embedding(vocab_size, num_hiddens)
+    nn.init.normal_(embedding.weight, std=num_hiddens**-0.5)
+    return embedding
+
+
+def check_token_ids(X: object) -> None:
+    """Raise ValueError unless X is a 2-D integer tensor of token ids (batch, n)."""
+    if not isinstance(X, Tensor) or X.dim() != 2 or X.is_floating_point():
+        raise ValueError(
+            f"X must be a 2-D tensor of token ids (batch, n), got {getattr(X, 'shape', type(X).__name__)}"
+            + (f" of dtype {X.dtype}" if isinstance(X, Tensor) else "")
+        )
+
+
 class TransformerEncoder(nn.Module):
     """Token embedding times sqrt(d), positional encoding, then num_blks encoder blocks (chapter 8; d2l name).
 
@@ -176,13 +193,9 @@ class TransformerEncoder(nn.Module):
         positions: str = "sinusoidal",
     ) -> None:
         super().__init__()
-        _check_positive_int("vocab_size", vocab_size)
-        _check_positive_int("num_blks", num_blks)
+        check_positive_int("num_blks", num_blks)
         self.num_hiddens = num_hiddens
-        self.embedding = nn.Embedding(vocab_size, num_hiddens)
-        # N(0, 1/d) entries, so that after the sqrt(d) scaling each coordinate has variance 1, like the
-        # paper's setup (nn.Embedding's own N(0, 1) times sqrt(d) would give rows of norm d; chapter 7).
-        nn.init.normal_(self.embedding.weight, std=num_hiddens**-0.5)
+        self.embedding = token_embedding(vocab_size, num_hiddens)
         self.blks = nn.ModuleList(
             TransformerEncoderBlock(num_hiddens, ffn_num_hiddens, num_heads, dropout, use_bias, norm_first)
             for _ in range(num_blks)
@@ -196,11 +209,7 @@ class TransformerEncoder(nn.Module):
 
         Shapes: X (batch, n) -> (batch, n, num_hiddens); self.attention_weights[i] (batch, heads, n, n).
         """
-        if not isinstance(X, Tensor) or X.dim() != 2 or X.is_floating_point():
-            raise ValueError(
-                f"X must be a 2-D tensor of token ids (batch, n), got {getattr(X, 'shape', type(X).__name__)}"
-                + (f" of dtype {X.dtype}" if isinstance(X, Tensor) else "")
-            )
+        check_token_ids(X)
         # Scaled by sqrt(d) as in the paper and d2l (chapter 7 measures what that does).
         X = self.pos_encoding(self.embedding(X) * math.sqrt(self.num_hiddens))  # (batch, n, d)
         for i, blk in enumerate(self.blks):
@@ -260,9 +269,9 @@ def make_rank_data(
     Shapes: -> X (num_samples, seq_len) token ids in [0, vocab_size), Y (num_samples, seq_len) ranks in
     [0, seq_len). Y[b, i] is where token X[b, i] lands when the sequence is sorted.
     """
-    _check_positive_int("num_samples", num_samples)
-    _check_positive_int("seq_len", seq_len)
-    _check_positive_int("vocab_size", vocab_size)
+    check_positive_int("num_samples", num_samples)
+    check_positive_int("seq_len", seq_len)
+    check_positive_int("vocab_size", vocab_size)
     if seq_len > vocab_size:
         raise ValueError(
             f"the tokens of a sequence are distinct, so seq_len <= vocab_size, got {seq_len} > {vocab_size}"
@@ -292,7 +301,7 @@ class TransformerTagger(nn.Module):
         norm_first: bool = False,
     ) -> None:
         super().__init__()
-        _check_positive_int("num_classes", num_classes)
+        check_positive_int("num_classes", num_classes)
         self.encoder = TransformerEncoder(
             vocab_size, num_hiddens, ffn_num_hiddens, num_heads, num_blks, dropout, norm_first=norm_first
         )
@@ -359,8 +368,8 @@ def train_tagger(
     Shapes: X (N, n) token ids, Y (N, n) class ids -> num_steps floats (the loss of each step's batch).
     A step whose loss is not finite is recorded (as nan or inf) and skipped, so a diverging run shows as a gap.
     """
-    _check_positive_int("num_steps", num_steps)
-    _check_positive_int("batch_size", batch_size)
+    check_positive_int("num_steps", num_steps)
+    check_positive_int("batch_size", batch_size)
     if not lr > 0:
         raise ValueError(f"lr must be > 0, got {lr!r}")
     if not isinstance(warmup_steps, int) or warmup_steps < 0:

@@ -25,8 +25,8 @@ from .dates import DateSplit, Vocab, pad_sequences
 from .multihead import MultiHeadAttention, transpose_output, transpose_qkv
 from .positional import position_encoding
 from .seq2seq import EncoderDecoder, sequence_loss, teacher_forcing_inputs
-from .transformer import AddNorm, PositionWiseFFN, TransformerEncoder
-from .utils import one_thread_on_cpu
+from .transformer import AddNorm, PositionWiseFFN, TransformerEncoder, check_token_ids, token_embedding
+from .utils import check_positive_int, one_thread_on_cpu
 
 __all__ = [
     "causal_mask",
@@ -43,20 +43,15 @@ __all__ = [
 ]
 
 
-def _check_positive_int(name: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
 def causal_mask(n: int, n_k: Optional[int] = None, device: torch.device | str | None = None) -> Tensor:
     """Boolean mask, True = may attend: query i sees keys 0 .. i, never a later one (chapter 9, eq. causal).
 
     Shapes: -> (n, n_k) bool, n_k = n by default. With n_k > n the n queries are the last n of n_k positions
     (the first n_k - n are already in a cache): query i sees keys 0 .. n_k - n + i.
     """
-    _check_positive_int("n", n)
+    check_positive_int("n", n)
     n_k = n if n_k is None else n_k
-    _check_positive_int("n_k", n_k)
+    check_positive_int("n_k", n_k)
     if n_k < n:
         raise ValueError(f"n_k counts the cached positions plus the n new ones, so n_k >= n, got n={n}, n_k={n_k}")
     rows = torch.arange(n, device=device)[:, None] + (n_k - n)  # (n, 1): each query's absolute position
@@ -140,7 +135,7 @@ class TransformerDecoderBlock(nn.Module):
         norm_first: bool = False,
     ) -> None:
         super().__init__()
-        _check_positive_int("num_hiddens", num_hiddens)
+        check_positive_int("num_hiddens", num_hiddens)
         self.norm_first = bool(norm_first)
         d = num_hiddens
         self.attention1 = MultiHeadAttention(d, num_heads, dropout, use_bias, d, d, d)  # self, causal
@@ -219,11 +214,9 @@ class TransformerDecoder(nn.Module):
         positions: str = "sinusoidal",
     ) -> None:
         super().__init__()
-        _check_positive_int("vocab_size", vocab_size)
-        _check_positive_int("num_blks", num_blks)
+        check_positive_int("num_blks", num_blks)
         self.num_hiddens = num_hiddens
-        self.embedding = nn.Embedding(vocab_size, num_hiddens)
-        nn.init.normal_(self.embedding.weight, std=num_hiddens**-0.5)  # as the encoder's (chapters 7, 8)
+        self.embedding = token_embedding(vocab_size, num_hiddens)  # as the encoder's (chapters 7, 8)
         self.pos_encoding = position_encoding(positions, num_hiddens, dropout, max_len)
         self.blks = nn.ModuleList(
             TransformerDecoderBlock(num_hiddens, ffn_num_hiddens, num_heads, dropout, use_bias, norm_first)
@@ -252,9 +245,7 @@ class TransformerDecoder(nn.Module):
 
         Shapes: X (batch, n) -> logits (batch, n, vocab_size), the state (its caches extended).
         """
-        if not isinstance(X, Tensor) or X.dim() != 2 or X.is_floating_point():
-            raise ValueError(f"X must be a 2-D tensor of token ids (batch, n), "
-                             f"got {getattr(X, 'shape', type(X).__name__)}")
+        check_token_ids(X)
         if X.shape[0] != state.enc_outputs.shape[0]:
             raise ValueError(f"X and the encoder outputs must have the same batch size, got X {tuple(X.shape)} "
                              f"and enc_outputs {tuple(state.enc_outputs.shape)}")
@@ -343,7 +334,7 @@ def transformer_greedy_decode(
     Without the cache every step runs the decoder over the whole prefix and keeps the last position's logits;
     with it every step feeds only the newest token. stop_at_eos=False always runs num_steps steps (for timing).
     """
-    _check_positive_int("num_steps", num_steps)
+    check_positive_int("num_steps", num_steps)
     net.eval()
     enc_outputs = net.encoder(X, X_valid_len)  # (batch, T_src, d): computed once in both modes
     state = net.decoder.init_state(enc_outputs, X_valid_len, use_cache=use_cache)
@@ -374,12 +365,12 @@ def time_decoding(
     stops early at <eos>. Each measurement is the best of `repeats` runs, and the runs are interleaved (every m and
     both modes once, then again), so a burst of other work on the machine spoils one run, not all of them.
     """
-    _check_positive_int("repeats", repeats)
+    check_positive_int("repeats", repeats)
     steps = list(steps)
     if not steps:
         raise ValueError("steps must hold at least one number of steps, got an empty sequence")
     for m in steps:
-        _check_positive_int("each number of steps", m)
+        check_positive_int("each number of steps", m)
     device = next(net.parameters()).device
     best = {use_cache: [math.inf] * len(steps) for use_cache in (False, True)}
     with one_thread_on_cpu(device):
@@ -409,8 +400,8 @@ def training_flops_per_token(
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    _check_positive_int("num_examples", num_examples)
-    _check_positive_int("batch_size", batch_size)
+    check_positive_int("num_examples", num_examples)
+    check_positive_int("batch_size", batch_size)
     device = next(net.parameters()).device
     subset = DateSplit(data.sources[:num_examples], data.targets[:num_examples], data.formats[:num_examples],
                        data.X[:num_examples], data.X_valid_len[:num_examples], data.Y[:num_examples],
@@ -448,7 +439,7 @@ def make_sequence_task(
     if task not in ("reverse", "sort"):
         raise ValueError(f"task must be 'reverse' or 'sort', got {task!r}")
     for name, value in (("n_train", n_train), ("min_len", min_len), ("max_len", max_len)):
-        _check_positive_int(name, value)
+        check_positive_int(name, value)
     for name, value in (("n_valid", n_valid), ("n_test", n_test)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ValueError(f"{name} must be an int >= 0, got {value!r}")

@@ -17,6 +17,12 @@ __all__ = [
 ]
 
 
+def check_positive_int(name: str, value: object) -> None:
+    """Raise ValueError unless value is an int >= 1 (bool excluded); the companion's size arguments use it."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
 def cpu() -> torch.device:
     """The CPU device (d2l name, used from chapter 1 on).
 
