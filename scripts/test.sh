@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export COMPANION_PROGRESS=0 PYTHONHASHSEED=0
 
-python -m companion.notebooks --check
+python -m course.notebooks --check
 
 nbdir=$(mktemp -d)
 trap 'rm -rf "$nbdir"' EXIT

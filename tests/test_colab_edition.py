@@ -21,7 +21,7 @@ import jupytext
 import nbformat
 import pytest
 
-from companion import notebooks
+from course import notebooks
 
 REPO = Path(__file__).resolve().parent.parent
 STEM = "02_nonparametric_pooling"

@@ -21,7 +21,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from companion import grade, notebooks
+from course import grade, notebooks
 from companion.grading import CellTimeLimit, cell_key
 
 REPO = Path(__file__).resolve().parent.parent
@@ -101,7 +101,7 @@ def digest(path: Path) -> str:
 
 def run_grader(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "companion.grade", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "course.grade", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
     )
 
 

@@ -13,8 +13,8 @@ import jupytext
 import nbformat
 import pytest
 
-from companion import notebooks
-from companion.notebooks import collect_references, myst_to_markdown, parse_chapter
+from course import notebooks
+from course.notebooks import collect_references, myst_to_markdown, parse_chapter
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "minibook"
@@ -94,7 +94,7 @@ def test_write_then_check_then_stale_after_edits(book: Path, capsys: pytest.Capt
 
 
 def test_check_command_line_exit_codes(book: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    cmd = [sys.executable, "-m", "companion.notebooks", "--root", str(book), "--check"]
+    cmd = [sys.executable, "-m", "course.notebooks", "--root", str(book), "--check"]
     missing = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     assert missing.returncode == 1
     assert f"stale: notebooks/{STEM}.ipynb (missing)" in missing.stdout
@@ -102,10 +102,31 @@ def test_check_command_line_exit_codes(book: Path, capsys: pytest.CaptureFixture
     assert "07_nothing" in capsys.readouterr().err
 
 
+NO_TORCH = """
+import runpy, sys
+sys.argv = ["course.notebooks", "--root", {root!r}, "--check"]
+try:
+    runpy.run_module("course.notebooks", run_name="__main__", alter_sys=True)
+except SystemExit:
+    pass
+import course.grade
+heavy = sorted(m for m in ("torch", "matplotlib", "companion") if m in sys.modules)
+assert not heavy, f"the course tools imported {{heavy}}"
+"""
+
+
+def test_course_tools_import_no_torch(book: Path) -> None:
+    # The instructor's tools read and write notebooks: they start without loading torch or the companion.
+    done = subprocess.run([sys.executable, "-c", NO_TORCH.format(root=str(book))], cwd=REPO,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "stale: notebooks/" in done.stdout  # --check ran on the fixture book (nothing generated yet)
+
+
 @pytest.mark.slow
 def test_committed_editions_are_up_to_date(capsys: pytest.CaptureFixture[str]) -> None:
     code = notebooks.main(["--root", str(REPO), "--check"])
-    assert code == 0, f"run `python -m companion.notebooks`:\n{capsys.readouterr().out}"
+    assert code == 0, f"run `python -m course.notebooks`:\n{capsys.readouterr().out}"
 
 
 # --------------------------------------------------------------------------- the Colab edition
@@ -202,7 +223,7 @@ def solution_lines(unit: notebooks.Unit) -> list[str]:
 @pytest.mark.parametrize("stem", notebooks.toc_chapters(REPO))
 def test_committed_real_edition_hides_every_solution(stem: str) -> None:
     path = REPO / "notebooks" / f"{stem}.ipynb"
-    assert path.is_file(), "run `python -m companion.notebooks`"
+    assert path.is_file(), "run `python -m course.notebooks`"
     nb = nbformat.read(path, as_version=4)
     text = "\n".join(c.source for c in nb.cells)
     source = jupytext.read(REPO / "chapters" / f"{stem}.md")

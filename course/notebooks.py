@@ -1,10 +1,10 @@
 """Turn chapter sources into Colab editions, public checks and otter-grader autograders.
 
-``python -m companion.notebooks`` reads every chapter listed in ``_toc.yml``
+``python -m course.notebooks`` reads every chapter listed in ``_toc.yml``
 (``chapters/NN_topic.md``, MyST Markdown read with jupytext), builds an
 otter-assign master notebook from the exercise markup of CONTRIBUTING.md, runs
 otter assign (without executing anything) and writes (the MyST -> Markdown part is
-``companion.myst``)
+``course.myst``)
 
 - ``notebooks/<stem>.ipynb``: the Colab edition (solutions blanked, plain Markdown);
 - ``companion/exercise_checks/<stem>/<question>.py``: the public checks, shipped with the package;
@@ -341,7 +341,7 @@ SOLUTION_INSTRUCTIONS = """\
 
 Every exercise holds its reference solution between `# BEGIN SOLUTION` and `# END SOLUTION`, \
 and the solutions of the ungraded exercises are included. Grade submissions with \
-`python -m companion.grade SUBMISSION.ipynb`."""
+`python -m course.grade SUBMISSION.ipynb`."""
 
 
 def setup_source(stem: str, source: str) -> str:
@@ -591,7 +591,7 @@ def write(root: Path, generated: Generated, stems: Sequence[str], full: bool) ->
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: regenerate (default) or ``--check`` the Colab editions and checks.  Shapes: none."""
-    parser = argparse.ArgumentParser(prog="python -m companion.notebooks", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m course.notebooks", description=__doc__.split("\n")[0])
     parser.add_argument(
         "--check", action="store_true", help="write nothing; fail if notebooks/ or companion/exercise_checks/ are stale"
     )
@@ -615,7 +615,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for rel, why in stale:
             print(f"stale: {rel} ({why})")
         if stale:
-            print("run `python -m companion.notebooks` to regenerate them", file=sys.stderr)
+            print("run `python -m course.notebooks` to regenerate them", file=sys.stderr)
             return 1
         print(f"up to date: {len(generated.tracked)} files for {len(stems)} chapter(s)")
         return 0

@@ -1,6 +1,6 @@
 """Grade submitted chapter notebooks locally with otter-grader (no Docker).
 
-``python -m companion.grade SUBMISSION.ipynb [...] [--json] [--timeout S]``
+``python -m course.grade SUBMISSION.ipynb [...] [--json] [--timeout S]``
 finds each notebook's chapter (notebook metadata ``course.chapter``, else the
 file name), runs ``otter run`` with that chapter's autograder from
 ``autograder/`` (built when missing) on a copy of the file, under an overall
@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import nbformat
 
-from companion import notebooks
+from course import notebooks
 
 __all__ = [
     "GradeResult",
@@ -212,7 +212,7 @@ def _report(path: str, result: GradeResult) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: grade each submission and print its points; non-zero if any could not be graded.  Shapes: none."""
-    parser = argparse.ArgumentParser(prog="python -m companion.grade", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m course.grade", description=__doc__.split("\n")[0])
     parser.add_argument("submissions", nargs="+", metavar="SUBMISSION.ipynb")
     parser.add_argument("--json", action="store_true", help="print one JSON object: path -> total, possible, questions")
     parser.add_argument(
