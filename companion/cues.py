@@ -5,12 +5,11 @@ Attention pooling, and lookups that are exact (a database) or soft (a search).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
-import matplotlib.pyplot as plt
 import torch
-from matplotlib.axes import Axes
 from torch import Tensor
+
+from .plotting import plot_weight_bars  # noqa: F401  (chapter 1 imports the bar chart from here)
 
 __all__ = [
     "SCORES",
@@ -18,7 +17,6 @@ __all__ = [
     "exact_match_weights",
     "similarity_scores",
     "soft_lookup",
-    "plot_weight_bars",
 ]
 
 SCORES = ("distance", "dot")  # the similarity measures `similarity_scores` knows
@@ -135,57 +133,3 @@ def soft_lookup(
     # softmax over the keys (dim=-1): each query spreads one unit of attention.
     weights = torch.softmax(scores / temperature, dim=-1)  # (n_q, n_k)
     return attention_pooling(weights, values), weights
-
-
-def plot_weight_bars(
-    weights: Tensor,
-    key_labels: Sequence[str] | None = None,
-    series_labels: Sequence[str] | None = None,
-    *,
-    xlabel: str = "key",
-    ylabel: str = "attention weight",
-    title: str | None = None,
-    ax: Axes | None = None,
-) -> Axes:
-    """Grouped bars of the weight each key gets, one colour per series, chapter 1.
-
-    Shapes: weights (n_k,) or (n_series, n_k).
-    """
-    w = torch.as_tensor(weights).detach().cpu().double()
-    if w.dim() == 1:
-        w = w.unsqueeze(0)  # one series
-    if w.dim() != 2:
-        raise ValueError(
-            f"weights must be (n_k,) or (n_series, n_k), got shape {tuple(w.shape)}"
-        )
-    n_series, n_k = w.shape
-    if key_labels is not None and len(key_labels) != n_k:
-        raise ValueError(
-            f"expected {n_k} key labels (one per column of weights), "
-            f"got {len(key_labels)}"
-        )
-    if series_labels is not None and len(series_labels) != n_series:
-        raise ValueError(
-            f"expected {n_series} series labels (one per row of weights), "
-            f"got {len(series_labels)}"
-        )
-    if ax is None:
-        # Wide enough for one label per key.
-        _, ax = plt.subplots(figsize=(max(3.5, 0.6 * n_k + 1.5), 2.5))
-    width = 0.8 / n_series  # the group of bars of one key fills 80% of its slot
-    for s in range(n_series):
-        offsets = [i - 0.4 + width * (s + 0.5) for i in range(n_k)]
-        label = series_labels[s] if series_labels is not None else None
-        ax.bar(offsets, w[s].tolist(), width=width, label=label)
-    ax.set_xticks(range(n_k))
-    if key_labels is not None:
-        ax.set_xticklabels(list(key_labels))
-    else:
-        ax.set_xticklabels([str(i) for i in range(n_k)])
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if title is not None:
-        ax.set_title(title)
-    if series_labels is not None:
-        ax.legend(fontsize="small")
-    return ax

@@ -1,10 +1,13 @@
-"""Measures of attention weights and fitted curves: entropy, effective neighbours, roughness (chapters 3-4)."""
+"""Measures of attention weights, fitted curves and models: entropy, effective neighbours, roughness (chapters
+3-4), accuracy per input length (chapter 5), the gap to permutation equivariance (chapter 7)."""
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 
-__all__ = ["attention_entropy", "effective_neighbours", "roughness"]
+__all__ = ["attention_entropy", "effective_neighbours", "roughness", "accuracy_by_length", "permutation_gap"]
 
 
 def _check_weights(weights: Tensor) -> None:
@@ -47,3 +50,40 @@ def roughness(y: Tensor) -> float:
         shape = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
         raise ValueError(f"y must be a 1-D tensor (n,) with n >= 3, got {shape}")
     return ((y[2:] - 2 * y[1:-1] + y[:-2]) ** 2).sum().item()
+
+
+def accuracy_by_length(correct: Tensor, lengths: Tensor, edges: Sequence[int]) -> tuple[list[str], Tensor, Tensor]:
+    """Exact-match accuracy per bucket of source lengths [edges[i], edges[i+1]), chapter 5.
+
+    Shapes: correct (n,) bool, lengths (n,) -> labels (k,) strings, accuracy (k,), counts (k,), k = len(edges) - 1.
+    """
+    if correct.shape != lengths.shape:
+        raise ValueError(f"correct and lengths must have the same shape, got {tuple(correct.shape)} and "
+                         f"{tuple(lengths.shape)}")
+    if len(edges) < 2 or any(a >= b for a, b in zip(edges, edges[1:])):
+        raise ValueError(f"edges must be at least two increasing numbers, got {list(edges)}")
+    labels, acc, counts = [], [], []
+    for lo, hi in zip(edges, edges[1:]):
+        inside = (lengths >= lo) & (lengths < hi)  # (n,)
+        labels.append(f"{lo}-{hi - 1}")
+        counts.append(int(inside.sum()))
+        acc.append(correct[inside].float().mean().item() if inside.any() else float("nan"))
+    return labels, torch.tensor(acc), torch.tensor(counts)
+
+
+def permutation_gap(fn: Callable[[Tensor], Tensor], X: Tensor, perm: Tensor) -> float:
+    """Largest |fn(X permuted) - fn(X) permuted| over all entries: 0 for a permutation-equivariant fn (chapter 7).
+
+    Shapes: X (batch, n, d), perm (n,) a permutation of 0 .. n-1; fn maps (batch, n, d) -> (batch, n, d').
+    """
+    if not isinstance(X, Tensor) or X.dim() != 3:
+        shape = tuple(X.shape) if isinstance(X, Tensor) else type(X).__name__
+        raise ValueError(f"X must be a 3-D tensor (batch, n, d), got {shape}")
+    n = X.shape[1]
+    if not isinstance(perm, Tensor) or perm.dim() != 1 or not torch.equal(
+        torch.sort(perm.cpu()).values, torch.arange(n)
+    ):
+        raise ValueError(f"perm must be a permutation of 0..{n - 1} (a 1-D integer tensor), got {perm!r:.80}")
+    perm = perm.to(X.device)
+    with torch.no_grad():
+        return (fn(X[:, perm]) - fn(X)[:, perm]).abs().max().item()

@@ -1,4 +1,4 @@
-"""Figures of chapters 1-3 (PNG): attention heat maps, regression fits, loss curves."""
+"""Figures shared by the chapters (PNG): weight bars, attention heat maps, regression fits, loss curves, alignments."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -8,10 +8,13 @@ import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from torch import Tensor
 
-from .data import RegressionData
+from .tasks.regression import RegressionData
 
-__all__ = ["set_figsize", "show_heatmaps", "plot_kernel_regression", "plot_losses"]
+__all__ = [
+    "set_figsize", "show_heatmaps", "plot_weight_bars", "plot_kernel_regression", "plot_losses", "show_alignment",
+]
 
 
 def _to_numpy(x, name: str) -> np.ndarray:
@@ -149,4 +152,83 @@ def plot_losses(
     ax.set_ylabel(ylabel)
     if log:
         ax.set_yscale("log")
+    return ax
+
+
+def plot_weight_bars(
+    weights: Tensor,
+    key_labels: Sequence[str] | None = None,
+    series_labels: Sequence[str] | None = None,
+    *,
+    xlabel: str = "key",
+    ylabel: str = "attention weight",
+    title: str | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """Grouped bars of the weight each key gets, one colour per series, chapter 1.
+
+    Shapes: weights (n_k,) or (n_series, n_k).
+    """
+    w = torch.as_tensor(weights).detach().cpu().double()
+    if w.dim() == 1:
+        w = w.unsqueeze(0)  # one series
+    if w.dim() != 2:
+        raise ValueError(
+            f"weights must be (n_k,) or (n_series, n_k), got shape {tuple(w.shape)}"
+        )
+    n_series, n_k = w.shape
+    if key_labels is not None and len(key_labels) != n_k:
+        raise ValueError(
+            f"expected {n_k} key labels (one per column of weights), "
+            f"got {len(key_labels)}"
+        )
+    if series_labels is not None and len(series_labels) != n_series:
+        raise ValueError(
+            f"expected {n_series} series labels (one per row of weights), "
+            f"got {len(series_labels)}"
+        )
+    if ax is None:
+        # Wide enough for one label per key.
+        _, ax = plt.subplots(figsize=(max(3.5, 0.6 * n_k + 1.5), 2.5))
+    width = 0.8 / n_series  # the group of bars of one key fills 80% of its slot
+    for s in range(n_series):
+        offsets = [i - 0.4 + width * (s + 0.5) for i in range(n_k)]
+        label = series_labels[s] if series_labels is not None else None
+        ax.bar(offsets, w[s].tolist(), width=width, label=label)
+    ax.set_xticks(range(n_k))
+    if key_labels is not None:
+        ax.set_xticklabels(list(key_labels))
+    else:
+        ax.set_xticklabels([str(i) for i in range(n_k)])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title is not None:
+        ax.set_title(title)
+    if series_labels is not None:
+        ax.legend(fontsize="small")
+    return ax
+
+
+def show_alignment(
+    weights: Tensor, src_tokens: Sequence[str], tgt_tokens: Sequence[str], *, ax: Axes | None = None,
+    cmap: str = "Reds", title: str | None = None,
+) -> Axes:
+    """Heat map of one example's attention weights with the characters as tick labels, chapter 5.
+
+    Shapes: weights (T_out, T_in) with T_out = len(tgt_tokens), T_in = len(src_tokens).
+    """
+    w = weights.detach().cpu().numpy() if isinstance(weights, Tensor) else np.asarray(weights, dtype=float)
+    if w.shape != (len(tgt_tokens), len(src_tokens)):
+        raise ValueError(f"weights must have shape (len(tgt_tokens), len(src_tokens)) = "
+                         f"({len(tgt_tokens)}, {len(src_tokens)}), got {w.shape}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(0.22 * len(src_tokens) + 1, 0.22 * len(tgt_tokens) + 0.8))
+    ax.imshow(w, cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
+    show = {" ": "␣", "<eos>": "⏎"}  # a space tick would be invisible
+    ax.set_xticks(range(len(src_tokens)), [show.get(t, t) for t in src_tokens], fontsize=7)
+    ax.set_yticks(range(len(tgt_tokens)), [show.get(t, t) for t in tgt_tokens], fontsize=7)
+    ax.set_xlabel("input characters")
+    ax.set_ylabel("output characters")
+    if title is not None:
+        ax.set_title(title, fontsize=8)
     return ax

@@ -1,26 +1,18 @@
-"""GRU encoder-decoders with and without Bahdanau attention, their training loop and greedy decoding, chapter 5.
+"""GRU encoder-decoders with and without Bahdanau attention, and their loss under teacher forcing, chapter 5.
 
 Names follow d2l: ``Seq2SeqEncoder``, ``Seq2SeqDecoder`` (no attention: the encoder's last state is the only
 context), ``Seq2SeqAttentionDecoder`` (additive attention over every encoder output at every step),
-``EncoderDecoder``, ``train_seq2seq`` and ``predict_seq2seq``. Tensors are batch-first: (batch, time, features).
+``EncoderDecoder``. Tensors are batch-first: (batch, time, features). Training is ``training.train_seq2seq``,
+decoding ``decoding.greedy_decode`` and ``decoding.predict_seq2seq``.
 """
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-
-import matplotlib.pyplot as plt
-import numpy as np
 import torch
-from matplotlib.axes import Axes
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-from tqdm.auto import tqdm
 
 from .attention import AdditiveAttention
-from .dates import DateSplit, Vocab
-from .utils import one_thread_on_cpu, progress_enabled, try_gpu
 
 __all__ = [
     "Seq2SeqEncoder",
@@ -29,12 +21,6 @@ __all__ = [
     "EncoderDecoder",
     "teacher_forcing_inputs",
     "sequence_loss",
-    "train_seq2seq",
-    "greedy_decode",
-    "predict_seq2seq",
-    "evaluate_seq2seq",
-    "accuracy_by_length",
-    "show_alignment",
 ]
 
 
@@ -209,182 +195,3 @@ def sequence_loss(logits: Tensor, Y: Tensor, pad: int) -> Tensor:
     if logits.shape[:2] != Y.shape:
         raise ValueError(f"logits (B, T, V) must match Y (B, T), got {tuple(logits.shape)} and {tuple(Y.shape)}")
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), Y.reshape(-1), ignore_index=pad)
-
-
-def train_seq2seq(
-    net: EncoderDecoder,
-    data: DateSplit,
-    tgt_vocab: Vocab,
-    *,
-    num_epochs: int,
-    lr: float,
-    batch_size: int = 128,
-    grad_clip: float = 1.0,
-    seed: int = 0,
-    device: torch.device | str | None = None,
-    progress: bool | None = None,
-) -> list[float]:
-    """Minibatch Adam with teacher forcing, gradient clipping and a cosine learning rate (d2l name), chapter 5.
-
-    Shapes: data.X (n, T_src), data.Y (n, T_tgt) -> num_epochs floats (mean training loss per epoch).
-    """
-    is_int = isinstance(num_epochs, int) and not isinstance(num_epochs, bool)
-    if not is_int or num_epochs < 1:
-        raise ValueError(f"num_epochs must be an int >= 1, got {num_epochs!r}")
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr!r}")
-    if not grad_clip > 0:
-        raise ValueError(f"grad_clip must be > 0, got {grad_clip!r}")
-    device = torch.device(device) if device is not None else try_gpu()
-    net.to(device).train()
-    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
-    steps = num_epochs * math.ceil(len(data) / batch_size)
-    # Cosine decay to zero: large steps early, small ones at the end to settle on exact answers.
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
-    generator = torch.Generator().manual_seed(seed)  # the batch order is reproducible and the global RNG untouched
-    losses: list[float] = []
-    bar = tqdm(range(num_epochs), desc="train", disable=not progress_enabled(progress))
-    with one_thread_on_cpu(device):  # small matrices: a second CPU thread costs more than it saves
-        for _ in bar:
-            total, count = 0.0, 0
-            for X, X_valid_len, Y, _ in data.batches(batch_size, shuffle=True, generator=generator):
-                X, X_valid_len, Y = X.to(device), X_valid_len.to(device), Y.to(device)  # (b, T_b), (b,), (b, T)
-                dec_X = teacher_forcing_inputs(Y, tgt_vocab.bos)  # (b, T_tgt)
-                loss = sequence_loss(net(X, dec_X, X_valid_len), Y, tgt_vocab.pad)  # ()
-                optimizer.zero_grad()
-                loss.backward()
-                nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
-                optimizer.step()
-                schedule.step()
-                total, count = total + loss.item() * len(Y), count + len(Y)
-            losses.append(total / count)
-            bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
-    bar.close()
-    return losses
-
-
-@torch.no_grad()
-def greedy_decode(
-    net: EncoderDecoder, X: Tensor, X_valid_len: Tensor, bos: int, eos: int, num_steps: int, pad: int = 0
-) -> tuple[Tensor, Tensor | None]:
-    """Greedy decoding of a batch: feed back the most likely token until <eos>, chapter 5.
-
-    Shapes: X (B, T_src), X_valid_len (B,) -> tokens (B, num_steps) long (<eos>, then <pad> after it),
-    attention weights (B, num_steps, T_src) or None for a decoder without attention.
-    """
-    net.eval()
-    enc_all_outputs = net.encoder(X, X_valid_len)  # (B, T_src, H), (L, B, H)
-    state = net.decoder.init_state(enc_all_outputs, X_valid_len)
-    dec_X = torch.full((X.shape[0], 1), bos, dtype=torch.long, device=X.device)  # (B, 1)
-    finished = torch.zeros(X.shape[0], dtype=torch.bool, device=X.device)  # (B,)
-    tokens, weights = [], []
-    for _ in range(num_steps):
-        logits, state = net.decoder(dec_X, state)  # (B, 1, V)
-        dec_X = logits.argmax(dim=-1)  # (B, 1): the prediction is the next input
-        # A sequence that has produced <eos> is done: what the decoder says afterwards is padding.
-        tokens.append(dec_X[:, 0].masked_fill(finished, pad))  # (B,)
-        if hasattr(net.decoder, "attention_weights"):
-            weights.append(net.decoder.attention_weights)  # (B, 1, T_src)
-        finished |= dec_X[:, 0] == eos
-        if finished.all():
-            break
-    out = torch.stack(tokens, dim=1)  # (B, steps taken)
-    out = F.pad(out, (0, num_steps - out.shape[1]), value=pad)  # (B, num_steps)
-    if not weights:
-        return out, None
-    attn = torch.cat(weights, dim=1)  # (B, steps taken, T_src)
-    return out, F.pad(attn, (0, 0, 0, num_steps - attn.shape[1]))  # (B, num_steps, T_src)
-
-
-def predict_seq2seq(
-    net: EncoderDecoder,
-    sources: Sequence[str],
-    src_vocab: Vocab,
-    tgt_vocab: Vocab,
-    num_steps: int,
-    device: torch.device | str | None = None,
-) -> tuple[list[str], Tensor | None]:
-    """Translate date strings with greedy decoding (d2l's predict_seq2seq, batched), chapter 5.
-
-    Shapes: n strings -> n strings, attention weights (n, num_steps, T_src) or None.
-    """
-    device = torch.device(device) if device is not None else next(net.parameters()).device
-    seqs = [src_vocab.encode(s) + [src_vocab.eos] for s in sources]
-    lens = torch.tensor([len(s) for s in seqs])  # (n,)
-    X = torch.full((len(seqs), int(lens.max())), src_vocab.pad, dtype=torch.long)  # (n, T_src)
-    for i, s in enumerate(seqs):
-        X[i, : len(s)] = torch.tensor(s)
-    tokens, weights = greedy_decode(
-        net, X.to(device), lens.to(device), tgt_vocab.bos, tgt_vocab.eos, num_steps, tgt_vocab.pad
-    )
-    return [tgt_vocab.decode(row) for row in tokens.cpu()], None if weights is None else weights.cpu()
-
-
-@torch.no_grad()
-def evaluate_seq2seq(
-    net: EncoderDecoder,
-    data: DateSplit,
-    tgt_vocab: Vocab,
-    *,
-    batch_size: int = 512,
-    device: torch.device | str | None = None,
-) -> tuple[list[str], Tensor]:
-    """Greedy predictions for a whole split and which of them match the target exactly, chapter 5.
-
-    Shapes: data of n examples -> n strings, correct (n,) bool.
-    """
-    device = torch.device(device) if device is not None else next(net.parameters()).device
-    num_steps = data.Y.shape[1]
-    predictions: list[str] = []
-    with one_thread_on_cpu(device):
-        for X, X_valid_len, _, _ in data.batches(batch_size):
-            tokens, _ = greedy_decode(
-                net, X.to(device), X_valid_len.to(device), tgt_vocab.bos, tgt_vocab.eos, num_steps, tgt_vocab.pad
-            )
-            predictions += [tgt_vocab.decode(row) for row in tokens.cpu()]  # (b, num_steps) -> b strings
-    correct = torch.tensor([p == t for p, t in zip(predictions, data.targets)], dtype=torch.bool)  # (n,)
-    return predictions, correct
-
-
-def accuracy_by_length(correct: Tensor, lengths: Tensor, edges: Sequence[int]) -> tuple[list[str], Tensor, Tensor]:
-    """Exact-match accuracy per bucket of source lengths [edges[i], edges[i+1]), chapter 5.
-
-    Shapes: correct (n,) bool, lengths (n,) -> labels (k,) strings, accuracy (k,), counts (k,), k = len(edges) - 1.
-    """
-    if correct.shape != lengths.shape:
-        raise ValueError(f"correct and lengths must have the same shape, got {tuple(correct.shape)} and "
-                         f"{tuple(lengths.shape)}")
-    if len(edges) < 2 or any(a >= b for a, b in zip(edges, edges[1:])):
-        raise ValueError(f"edges must be at least two increasing numbers, got {list(edges)}")
-    labels, acc, counts = [], [], []
-    for lo, hi in zip(edges, edges[1:]):
-        inside = (lengths >= lo) & (lengths < hi)  # (n,)
-        labels.append(f"{lo}-{hi - 1}")
-        counts.append(int(inside.sum()))
-        acc.append(correct[inside].float().mean().item() if inside.any() else float("nan"))
-    return labels, torch.tensor(acc), torch.tensor(counts)
-
-
-def show_alignment(
-    weights: Tensor, src_tokens: Sequence[str], tgt_tokens: Sequence[str], *, ax: Axes | None = None,
-    cmap: str = "Reds", title: str | None = None,
-) -> Axes:
-    """Heat map of one example's attention weights with the characters as tick labels, chapter 5.
-
-    Shapes: weights (T_out, T_in) with T_out = len(tgt_tokens), T_in = len(src_tokens).
-    """
-    w = weights.detach().cpu().numpy() if isinstance(weights, Tensor) else np.asarray(weights, dtype=float)
-    if w.shape != (len(tgt_tokens), len(src_tokens)):
-        raise ValueError(f"weights must have shape (len(tgt_tokens), len(src_tokens)) = "
-                         f"({len(tgt_tokens)}, {len(src_tokens)}), got {w.shape}")
-    if ax is None:
-        _, ax = plt.subplots(figsize=(0.22 * len(src_tokens) + 1, 0.22 * len(tgt_tokens) + 0.8))
-    ax.imshow(w, cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
-    show = {" ": "␣", "<eos>": "⏎"}  # a space tick would be invisible
-    ax.set_xticks(range(len(src_tokens)), [show.get(t, t) for t in src_tokens], fontsize=7)
-    ax.set_yticks(range(len(tgt_tokens)), [show.get(t, t) for t in tgt_tokens], fontsize=7)
-    ax.set_xlabel("input characters")
-    ax.set_ylabel("output characters")
-    if title is not None:
-        ax.set_title(title, fontsize=8)
-    return ax

@@ -1,15 +1,19 @@
-"""A full-batch training loop with an optional progress bar (chapter 3)."""
+"""Training loops with a progress bar: full-batch (chapter 3), and minibatch sequence-to-sequence training with
+teacher forcing (chapter 5)."""
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .utils import progress_enabled, try_gpu
+from .seq2seq import EncoderDecoder, sequence_loss, teacher_forcing_inputs
+from .tasks.text import DateSplit, Vocab
+from .utils import one_thread_on_cpu, progress_enabled, try_gpu
 
-__all__ = ["train"]
+__all__ = ["train", "train_seq2seq"]
 
 _OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
 
@@ -63,5 +67,57 @@ def train(
         losses.append(loss.item())
         # refresh=False: tqdm redraws at its own pace, not once per epoch.
         bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
+    bar.close()
+    return losses
+
+
+def train_seq2seq(
+    net: EncoderDecoder,
+    data: DateSplit,
+    tgt_vocab: Vocab,
+    *,
+    num_epochs: int,
+    lr: float,
+    batch_size: int = 128,
+    grad_clip: float = 1.0,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    progress: bool | None = None,
+) -> list[float]:
+    """Minibatch Adam with teacher forcing, gradient clipping and a cosine learning rate (d2l name), chapter 5.
+
+    Shapes: data.X (n, T_src), data.Y (n, T_tgt) -> num_epochs floats (mean training loss per epoch).
+    """
+    is_int = isinstance(num_epochs, int) and not isinstance(num_epochs, bool)
+    if not is_int or num_epochs < 1:
+        raise ValueError(f"num_epochs must be an int >= 1, got {num_epochs!r}")
+    if not lr > 0:
+        raise ValueError(f"lr must be > 0, got {lr!r}")
+    if not grad_clip > 0:
+        raise ValueError(f"grad_clip must be > 0, got {grad_clip!r}")
+    device = torch.device(device) if device is not None else try_gpu()
+    net.to(device).train()
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    steps = num_epochs * math.ceil(len(data) / batch_size)
+    # Cosine decay to zero: large steps early, small ones at the end to settle on exact answers.
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
+    generator = torch.Generator().manual_seed(seed)  # the batch order is reproducible and the global RNG untouched
+    losses: list[float] = []
+    bar = tqdm(range(num_epochs), desc="train", disable=not progress_enabled(progress))
+    with one_thread_on_cpu(device):  # small matrices: a second CPU thread costs more than it saves
+        for _ in bar:
+            total, count = 0.0, 0
+            for X, X_valid_len, Y, _ in data.batches(batch_size, shuffle=True, generator=generator):
+                X, X_valid_len, Y = X.to(device), X_valid_len.to(device), Y.to(device)  # (b, T_b), (b,), (b, T)
+                dec_X = teacher_forcing_inputs(Y, tgt_vocab.bos)  # (b, T_tgt)
+                loss = sequence_loss(net(X, dec_X, X_valid_len), Y, tgt_vocab.pad)  # ()
+                optimizer.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+                optimizer.step()
+                schedule.step()
+                total, count = total + loss.item() * len(Y), count + len(Y)
+            losses.append(total / count)
+            bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
     bar.close()
     return losses

@@ -1,4 +1,9 @@
-"""Devices, seeds and source display shared by every chapter (d2l helper names)."""
+"""Devices, seeds, source display and the argument checks shared by every chapter.
+
+The device and display helpers keep d2l's names (``try_gpu``, ``cpu``, ``gpu``). The
+``check_*`` functions are the one place where the common argument checks live: a size
+that must be a positive int, a dropout probability, a learning rate.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -13,53 +18,68 @@ import numpy as np
 import torch
 
 __all__ = [
-    "try_gpu", "cpu", "gpu", "set_seed", "SourceCode", "show_source", "progress_enabled", "one_thread_on_cpu",
+    "try_gpu", "cpu", "gpu", "set_seed", "SourceCode", "show_source", "progress_enabled",
+    "one_thread_on_cpu",
 ]
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def check_positive_int(name: str, value: object) -> None:
-    """Raise ValueError unless value is an int >= 1 (bool excluded); the companion's size arguments use it."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+    """Raise ValueError unless value is an int >= 1 (a bool is not an int here)."""
+    if not _is_int(value) or value < 1:  # type: ignore[operator]
         raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
-def cpu() -> torch.device:
-    """The CPU device (d2l name, used from chapter 1 on).
+def check_non_negative_int(name: str, value: object) -> None:
+    """Raise ValueError unless value is an int >= 0 (a bool is not an int here)."""
+    if not _is_int(value) or value < 0:  # type: ignore[operator]
+        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
 
-    Shapes: none.
-    """
+
+def _holds(condition: Any, value: object) -> bool:
+    try:
+        return bool(condition(value))
+    except TypeError:  # not a number at all
+        return False
+
+
+def check_dropout(dropout: object) -> None:
+    """Raise ValueError unless dropout is a probability in [0, 1)."""
+    if not _holds(lambda p: 0 <= p < 1, dropout):
+        raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
+
+
+def check_lr(lr: object) -> None:
+    """Raise ValueError unless the learning rate lr is a number > 0."""
+    if not _holds(lambda x: x > 0, lr):
+        raise ValueError(f"lr must be > 0, got {lr!r}")
+
+
+def cpu() -> torch.device:
+    """The CPU device (d2l name, used from chapter 1 on)."""
     return torch.device("cpu")
 
 
 def gpu(i: int = 0) -> torch.device:
-    """The i-th CUDA device, whether or not it exists (d2l name, all chapters).
-
-    Shapes: none.
-    """
-    if not isinstance(i, int) or i < 0:
-        raise ValueError(f"gpu index must be a non-negative int, got {i!r}")
+    """The i-th CUDA device, whether or not it exists (d2l name, all chapters)."""
+    check_non_negative_int("gpu index", i)
     return torch.device(f"cuda:{i}")
 
 
 def try_gpu(i: int = 0) -> torch.device:
-    """cuda:i if that GPU exists, else the CPU: chapter code runs anywhere (d2l name).
-
-    Shapes: none.
-    """
-    if not isinstance(i, int) or i < 0:
-        raise ValueError(f"gpu index must be a non-negative int, got {i!r}")
+    """cuda:i if that GPU exists, else the CPU: chapter code runs anywhere (d2l name)."""
+    check_non_negative_int("gpu index", i)
     if torch.cuda.is_available() and torch.cuda.device_count() > i:
         return gpu(i)
     return cpu()
 
 
 def set_seed(seed: int) -> None:
-    """Seed Python, NumPy and PyTorch (CPU and CUDA): chapter outputs are reproducible.
-
-    Shapes: none.
-    """
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    """Seed Python, NumPy and PyTorch (CPU and CUDA): chapter outputs are reproducible."""
+    check_non_negative_int("seed", seed)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
@@ -68,10 +88,7 @@ def set_seed(seed: int) -> None:
 
 
 class SourceCode:
-    """Source text that renders as a fenced Python block in Jupyter and the book.
-
-    Shapes: none.
-    """
+    """Source text that renders as a fenced Python block in Jupyter and the book."""
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -83,16 +100,13 @@ class SourceCode:
         return self.text
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        # IPython's plain-text display (Colab without markdown) shows the code as it is,
-        # not quoted.
+        # IPython's plain-text display (Colab without markdown) shows the code as it
+        # is, not quoted.
         p.text(self.text)
 
 
 def show_source(obj: Any) -> SourceCode:
-    """Show the source of a companion function or class in a chapter (all chapters).
-
-    Shapes: none.
-    """
+    """Show the source of a companion function or class in a chapter (all chapters)."""
     try:
         text = inspect.getsource(obj)
     except (TypeError, OSError) as err:
@@ -106,10 +120,8 @@ def show_source(obj: Any) -> SourceCode:
 def progress_enabled(progress: bool | None = None) -> bool:
     """Whether a training loop shows its progress bar (chapters 3 on).
 
-    ``None`` means on, unless the environment variable COMPANION_PROGRESS is "0": the book
-    build sets it, so static pages hold no progress widgets.
-
-    Shapes: none.
+    ``None`` means on, unless the environment variable COMPANION_PROGRESS is "0": the
+    book build sets it, so static pages hold no progress widgets.
     """
     if progress is None:
         return os.environ.get("COMPANION_PROGRESS", "1") != "0"
@@ -118,12 +130,11 @@ def progress_enabled(progress: bool | None = None) -> bool:
 
 @contextlib.contextmanager
 def one_thread_on_cpu(device: torch.device | str) -> Iterator[None]:
-    """Run the block on one CPU thread when ``device`` is the CPU, then restore the setting.
+    """Run the block on one CPU thread when ``device`` is the CPU, then restore it.
 
     The course's models are tiny: at these sizes a second thread costs more in
-    synchronisation than it saves, most of all on a busy machine. On a GPU it does nothing.
-
-    Shapes: none.
+    synchronisation than it saves, most of all on a busy machine. On a GPU it does
+    nothing.
     """
     if torch.device(device).type != "cpu":
         yield

@@ -1,4 +1,4 @@
-"""Tests for companion.cues: attention pooling, exact and soft lookups, the weight bar chart (chapter 1)."""
+"""Tests for companion.cues: attention pooling, exact and soft lookups (chapter 1)."""
 import math
 
 import matplotlib
@@ -6,13 +6,11 @@ import pytest
 import torch
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
 from companion.cues import (  # noqa: E402
     SCORES,
     attention_pooling,
     exact_match_weights,
-    plot_weight_bars,
     similarity_scores,
     soft_lookup,
 )
@@ -230,26 +228,3 @@ def test_lookups_on_the_gpu_match_the_cpu():
 
 
 # --- plot_weight_bars ----------------------------------------------------------------------------------------
-
-
-def test_plot_weight_bars_draws_one_bar_per_weight_with_labels():
-    w = torch.tensor([[0.1, 0.2, 0.7], [0.5, 0.25, 0.25]])
-    ax = plot_weight_bars(w, ["a", "b", "c"], ["T=1", "T=2"], xlabel="object", title="demo")
-    heights = sorted(p.get_height() for p in ax.patches)
-    assert heights == pytest.approx(sorted(w.flatten().tolist()))
-    assert ax.get_xlabel() == "object" and ax.get_ylabel() == "attention weight"
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c"]
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["T=1", "T=2"]
-    plt.close(ax.figure)
-
-
-def test_plot_weight_bars_accepts_one_series_and_rejects_bad_labels():
-    ax = plot_weight_bars(torch.tensor([0.3, 0.7]))
-    assert len(ax.patches) == 2 and ax.get_legend() is None
-    plt.close(ax.figure)
-    with pytest.raises(ValueError, match=r"expected 2 key labels.*got 3"):
-        plot_weight_bars(torch.tensor([0.3, 0.7]), ["a", "b", "c"])
-    with pytest.raises(ValueError, match=r"expected 1 series labels.*got 2"):
-        plot_weight_bars(torch.tensor([0.3, 0.7]), series_labels=["x", "y"])
-    with pytest.raises(ValueError, match=r"\(n_k,\) or \(n_series, n_k\)"):
-        plot_weight_bars(torch.zeros(2, 2, 2))

@@ -8,16 +8,8 @@ import re
 import pytest
 import torch
 
-from companion.dates import (
-    DATE_FORMATS,
-    FIRST_DATE,
-    LAST_DATE,
-    DateData,
-    Vocab,
-    format_date,
-    make_date_data,
-    pad_sequences,
-)
+from companion.tasks.dates import DATE_FORMATS, FIRST_DATE, LAST_DATE, DateData, format_date, make_date_data
+from companion.tasks.text import Vocab
 
 # Written out independently of the module, so a wrong word there is caught here.
 ORDINALS = (
@@ -175,38 +167,6 @@ def test_targets_are_ten_characters_and_eos(data):
     assert (data.test.Y_valid_len == 11).all() and (data.test.Y[:, -1] == v.eos).all()
     assert [v.decode(row) for row in data.test.Y] == data.test.targets
     assert set(v.idx_to_token) == {*Vocab.SPECIALS, *"0123456789-"}
-
-
-def test_vocab_round_trip_and_unknown_characters():
-    v = Vocab("hello world")
-    assert v.idx_to_token[:4] == ["<pad>", "<bos>", "<eos>", "<unk>"]
-    assert (v.pad, v.bos, v.eos, v.unk) == (0, 1, 2, 3)
-    assert len(v) == 4 + len(set("hello world"))
-    ids = v.encode("hold")
-    assert v.decode(ids) == "hold" and v.to_tokens(ids) == list("hold")
-    assert v["o"] == v.encode("o")[0] and v[["h", "o"]] == v.encode("ho")
-    assert v.encode("hz") == [v["h"], v.unk] and v["z"] == v.unk
-    # decode stops at the first <eos> and skips <bos> and <pad>
-    assert v.decode([v.bos, *v.encode("he"), v.pad, v.eos, *v.encode("ll")]) == "he"
-    with pytest.raises(ValueError, match=r"index must be in \[0, 12\), got 12"):
-        v.to_tokens(12)
-    with pytest.raises(ValueError, match="reserved tokens"):
-        Vocab(["a", "<eos>"])
-
-
-def test_vocab_min_freq_drops_rare_tokens():
-    v = Vocab("aaab", min_freq=2)
-    assert "a" in v.idx_to_token and "b" not in v.idx_to_token
-
-
-def test_pad_sequences_pads_on_the_right_and_returns_lengths():
-    X, lens = pad_sequences([[5, 6, 7], [8], []], pad=0)
-    assert torch.equal(X, torch.tensor([[5, 6, 7], [8, 0, 0], [0, 0, 0]]))
-    assert torch.equal(lens, torch.tensor([3, 1, 0]))
-    X, _ = pad_sequences([[5]], pad=9, length=3)
-    assert torch.equal(X, torch.tensor([[5, 9, 9]]))
-    with pytest.raises(ValueError, match=r"at least the longest sequence \(3\), got 2"):
-        pad_sequences([[1, 2, 3]], pad=0, length=2)
 
 
 def test_batches_cover_every_example_once_and_trim_padding(data):

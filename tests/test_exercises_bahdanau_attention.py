@@ -6,6 +6,8 @@ import pytest
 import torch
 
 import companion.seq2seq as s2s
+from companion.decoding import greedy_decode
+from companion.tasks.text import BOS, EOS
 from companion.exercises import bahdanau_attention as ex
 
 TF_CHECKS = [ex.check_teacher_forcing_small, ex.check_teacher_forcing_thorough]
@@ -105,8 +107,8 @@ def test_greedy_reference_matches_the_companion_greedy_decode():
             logits, state = net.decoder(tokens[:, None], state)
             return logits[:, 0], state
 
-        mine = greedy_ok(step, state, 5, 1, 2, 7)
-    tokens, _ = s2s.greedy_decode(net, X, lens, bos=1, eos=2, num_steps=7)
+        mine = greedy_ok(step, state, 5, BOS, EOS, 7)
+    tokens, _ = greedy_decode(net, X, lens, bos=BOS, eos=EOS, num_steps=7)
     assert torch.equal(mine, tokens)
 
 

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from companion import attention_entropy, effective_neighbours, roughness
+from companion.metrics import accuracy_by_length, attention_entropy, effective_neighbours, permutation_gap, roughness
 
 
 def test_entropy_of_uniform_weights_is_log_n():
@@ -51,3 +51,26 @@ def test_roughness_rejects_short_or_2d_curves():
         roughness(torch.zeros(2))
     with pytest.raises(ValueError, match=r"got \(2, 3\)"):
         roughness(torch.zeros(2, 3))
+
+
+def test_permutation_gap_rejects_what_is_not_a_permutation():
+    X = torch.zeros(1, 4, 2)
+    with pytest.raises(ValueError, match=r"permutation of 0\.\.3"):
+        permutation_gap(lambda Z: Z, X, torch.tensor([0, 1, 1, 3]))
+    with pytest.raises(ValueError, match="3-D"):
+        permutation_gap(lambda Z: Z, torch.zeros(4, 2), torch.arange(4))
+    assert permutation_gap(lambda Z: Z.flip(1), X + torch.arange(4.0)[None, :, None], torch.tensor([1, 0, 2, 3])) > 0
+
+
+def test_accuracy_by_length_buckets():
+    correct = torch.tensor([True, False, True, True, False, True])
+    lengths = torch.tensor([8, 9, 12, 15, 30, 31])
+    labels, acc, counts = accuracy_by_length(correct, lengths, [8, 10, 20, 40, 50])
+    assert labels == ["8-9", "10-19", "20-39", "40-49"]
+    assert torch.equal(counts, torch.tensor([2, 2, 2, 0]))
+    torch.testing.assert_close(acc[:3], torch.tensor([0.5, 1.0, 0.5]))
+    assert torch.isnan(acc[3])
+    with pytest.raises(ValueError, match="increasing"):
+        accuracy_by_length(correct, lengths, [10, 10])
+    with pytest.raises(ValueError, match="same shape"):
+        accuracy_by_length(correct, lengths[:3], [0, 50])

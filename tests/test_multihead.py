@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from companion.attention import DotProductAttention
 from companion.multihead import (
+    KVCache,
     MultiHeadAttention,
-    TwoNeighboursReader,
     load_torch_mha_weights,
-    make_two_neighbours_data,
     transpose_output,
     transpose_qkv,
     valid_lens_to_key_padding_mask,
 )
+from companion.transformer_seq2seq import causal_mask
+from conftest import D, gen, rand
 
 
-def rand(*shape, seed=0, dtype=torch.float32):
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+rand = functools.partial(rand, dtype=torch.float32)  # the module's own tensors are float32
 
 
 # --------------------------------------------------------------------------- split and merge
@@ -260,20 +261,6 @@ def test_a_sequence_without_keys_gets_the_output_bias_like_torch_fused():
 # --------------------------------------------------------------------------- one head vs many
 
 
-def test_two_neighbours_targets_are_the_neighbours_contents():
-    X, Y = make_two_neighbours_data(num_seqs=4, seq_len=5, content_size=2, seed=3)
-    assert X.shape == (4, 5, 7) and Y.shape == (4, 5, 4)
-    assert torch.equal(X[:, :, :5], torch.eye(5).expand(4, 5, 5))
-    content = X[:, :, 5:]
-    for t in range(5):
-        assert torch.equal(Y[:, t, :2], content[:, (t - 1) % 5])
-        assert torch.equal(Y[:, t, 2:], content[:, (t + 1) % 5])
-    X2, _ = make_two_neighbours_data(num_seqs=4, seq_len=5, content_size=2, seed=3)
-    assert torch.equal(X, X2)
-    with pytest.raises(ValueError, match="seq_len >= 3"):
-        make_two_neighbours_data(seq_len=2)
-
-
 @pytest.fixture
 def one_thread():
     threads = torch.get_num_threads()
@@ -282,19 +269,45 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def test_two_heads_pass_the_one_average_floor(one_thread):
-    X, Y = make_two_neighbours_data(num_seqs=256, seq_len=6, content_size=3, seed=0)
-    X_test, Y_test = make_two_neighbours_data(num_seqs=256, seq_len=6, content_size=3, seed=1)
-    test_mse = {}
-    for heads in (1, 2):
-        torch.manual_seed(1)
-        model = TwoNeighboursReader(num_hiddens=12, num_heads=heads, seq_len=6, content_size=3)
-        opt = torch.optim.Adam(model.parameters(), lr=0.05)
-        for _ in range(120):
-            opt.zero_grad()
-            F.mse_loss(model(X), Y).backward()
-            opt.step()
-        with torch.no_grad():
-            test_mse[heads] = F.mse_loss(model(X_test), Y_test).item()
-    assert test_mse[1] > 0.4, test_mse  # one weighted average cannot hold both neighbours
-    assert test_mse[2] < 0.05, test_mse
+def test_attention_with_a_cache_equals_attention_over_all_positions():
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(D, 4, 0.0, bias=True, query_size=D, key_size=D, value_size=D).eval()
+    X = torch.randn(2, 6, D, generator=gen(3))
+    full = mha(X, X, X, causal_mask(6)[None])  # (2, 6, D)
+    cache = KVCache()
+    first = mha(X[:, :4], X[:, :4], X[:, :4], causal_mask(4)[None], cache=cache)  # four at once
+    rest = [mha(X[:, t:t + 1], X[:, t:t + 1], X[:, t:t + 1], causal_mask(1, t + 1)[None], cache=cache)
+            for t in (4, 5)]  # then one by one
+    assert len(cache) == 6 and cache.k.shape == (2 * 4, 6, D // 4)
+    torch.testing.assert_close(torch.cat([first, *rest], dim=1), full, atol=1e-6, rtol=1e-5)
+    assert mha.attention_weights.shape == (2, 4, 1, 6)
+
+
+def test_a_full_cache_serves_keys_and_values_without_new_ones():
+    # Encoder-decoder attention: the encoder's keys and values are projected once, then reused.
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(D, 2, 0.0, query_size=D, key_size=D, value_size=D).eval()
+    memory, lens = torch.randn(3, 5, D, generator=gen(4)), torch.tensor([5, 2, 4])
+    queries = torch.randn(3, 4, D, generator=gen(5))
+    full = mha(queries, memory, memory, lens)
+    cache = KVCache()
+    first = mha(queries[:, :1], memory, memory, lens, cache=cache)
+    rest = mha(queries[:, 1:], None, None, lens, cache=cache)
+    assert len(cache) == 5
+    torch.testing.assert_close(torch.cat([first, rest], dim=1), full, atol=1e-6, rtol=1e-5)
+
+
+def test_kv_cache_rejects_mismatched_keys_and_an_empty_cache():
+    cache = KVCache()
+    with pytest.raises(ValueError, match=r"k and v must be 3-D of the same shape"):
+        cache.append(torch.zeros(2, 1, 4), torch.zeros(2, 1, 3))
+    cache.append(torch.zeros(2, 1, 4), torch.zeros(2, 1, 4))
+    with pytest.raises(ValueError, match=r"new keys must have shape \(2, n_new, 4\)"):
+        cache.append(torch.zeros(3, 1, 4), torch.zeros(3, 1, 4))
+    mha = MultiHeadAttention(D, 2, 0.0, query_size=D, key_size=D, value_size=D)
+    with pytest.raises(ValueError, match=r"the cache is empty"):
+        mha(torch.zeros(1, 1, D), None, None, cache=KVCache())
+    with pytest.raises(ValueError, match=r"the cache is empty"):
+        mha(torch.zeros(1, 1, D), None, None)
+    with pytest.raises(ValueError, match=r"keys and values must both be tensors or both be None"):
+        mha(torch.zeros(1, 1, D), torch.zeros(1, 1, D), None)

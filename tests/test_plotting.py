@@ -9,7 +9,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from companion import make_regression_data, plot_kernel_regression, plot_losses, set_figsize, show_heatmaps  # noqa: E402
+from companion.plotting import (plot_kernel_regression, plot_losses, plot_weight_bars, set_figsize,  # noqa: E402
+                                show_alignment, show_heatmaps)
+from companion.tasks.regression import make_regression_data  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -115,3 +117,37 @@ def test_set_figsize_sets_default_figure_size():
 def test_set_figsize_rejects_non_positive_size():
     with pytest.raises(ValueError, match=r"positive entries, got \(0, 2\)"):
         set_figsize((0, 2))
+
+
+def test_plot_weight_bars_draws_one_bar_per_weight_with_labels():
+    w = torch.tensor([[0.1, 0.2, 0.7], [0.5, 0.25, 0.25]])
+    ax = plot_weight_bars(w, ["a", "b", "c"], ["T=1", "T=2"], xlabel="object", title="demo")
+    heights = sorted(p.get_height() for p in ax.patches)
+    assert heights == pytest.approx(sorted(w.flatten().tolist()))
+    assert ax.get_xlabel() == "object" and ax.get_ylabel() == "attention weight"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["T=1", "T=2"]
+    plt.close(ax.figure)
+
+
+def test_plot_weight_bars_accepts_one_series_and_rejects_bad_labels():
+    ax = plot_weight_bars(torch.tensor([0.3, 0.7]))
+    assert len(ax.patches) == 2 and ax.get_legend() is None
+    plt.close(ax.figure)
+    with pytest.raises(ValueError, match=r"expected 2 key labels.*got 3"):
+        plot_weight_bars(torch.tensor([0.3, 0.7]), ["a", "b", "c"])
+    with pytest.raises(ValueError, match=r"expected 1 series labels.*got 2"):
+        plot_weight_bars(torch.tensor([0.3, 0.7]), series_labels=["x", "y"])
+    with pytest.raises(ValueError, match=r"\(n_k,\) or \(n_series, n_k\)"):
+        plot_weight_bars(torch.zeros(2, 2, 2))
+
+
+def test_show_alignment_labels_the_characters():
+    w = torch.softmax(torch.randn(3, 4), dim=-1)
+    ax = show_alignment(w, ["a", " ", "b", "<eos>"], ["x", "y", "<eos>"])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "␣", "b", "⏎"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["x", "y", "⏎"]
+    assert ax.get_xlabel() == "input characters" and ax.get_ylabel() == "output characters"
+    plt.close(ax.figure)
+    with pytest.raises(ValueError, match=r"\(len\(tgt_tokens\), len\(src_tokens\)\) = \(3, 3\), got \(3, 4\)"):
+        show_alignment(w, ["a", "b", "c"], ["x", "y", "z"])

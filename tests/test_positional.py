@@ -9,19 +9,14 @@ import torch
 
 from companion.attention import DotProductAttention
 from companion.multihead import MultiHeadAttention
+from companion.metrics import permutation_gap
 from companion.positional import (
     LearnedPositionalEmbedding,
     PositionalEncoding,
-    PositionProbe,
     apply_rotary,
-    embedding_scale_measurements,
     encoding_frequencies,
     offset_rotation,
-    permutation_gap,
-    previous_token_accuracy,
-    previous_token_data,
     sinusoidal_encoding,
-    train_position_probe,
 )
 
 F64 = torch.float64
@@ -293,69 +288,7 @@ def test_rotary_attention_is_not_equivariant_but_is_shift_invariant():
     torch.testing.assert_close(rope_attention(X, start=100), rope_attention(X), atol=1e-10, rtol=0)
 
 
-def test_permutation_gap_rejects_what_is_not_a_permutation():
-    X = torch.zeros(1, 4, 2)
-    with pytest.raises(ValueError, match=r"permutation of 0\.\.3"):
-        permutation_gap(lambda Z: Z, X, torch.tensor([0, 1, 1, 3]))
-    with pytest.raises(ValueError, match="3-D"):
-        permutation_gap(lambda Z: Z, torch.zeros(4, 2), torch.arange(4))
-    assert permutation_gap(lambda Z: Z.flip(1), X + torch.arange(4.0)[None, :, None], torch.tensor([1, 0, 2, 3])) > 0
-
-
 # --- the sqrt(d) scaling, measured ---------------------------------------------------------------------------
 
 
-def test_embedding_scale_measurements_match_the_theory():
-    before = torch.random.get_rng_state()
-    m = embedding_scale_measurements([16, 64, 256], vocab_size=2000)
-    assert torch.equal(torch.random.get_rng_state(), before)  # the caller's random stream is untouched
-    d = m["dims"].double()
-    torch.testing.assert_close(m["encoding"], (d / 2).sqrt())  # exact: sin^2 + cos^2 = 1 per pair
-    assert torch.allclose(m["embedding"], d.sqrt(), rtol=0.03)  # nn.Embedding's N(0, 1): norm about sqrt(d)
-    assert torch.allclose(m["small"], torch.ones(3, dtype=F64), rtol=0.03)  # N(0, 1/d): norm about 1
-    torch.testing.assert_close(m["embedding_scaled"], m["embedding"] * d.sqrt())
-    torch.testing.assert_close(m["small_scaled"], m["small"] * d.sqrt())
-    # As output weights: N(0, 1) gives logits of std sqrt(d), N(0, 1/d) gives std 1.
-    assert torch.allclose(m["logits_embedding"], d.sqrt(), rtol=0.05)
-    assert torch.allclose(m["logits_small"], torch.ones(3, dtype=F64), rtol=0.05)
-
-
-def test_embedding_scale_measurements_reject_odd_dims():
-    with pytest.raises(ValueError, match="num_hiddens must be even"):
-        embedding_scale_measurements([16, 33])
-
-
 # --- the previous-token probe --------------------------------------------------------------------------------------
-
-
-def test_previous_token_data_targets_are_the_tokens_one_step_earlier():
-    tokens, targets = previous_token_data(4, 10, 7, torch.Generator().manual_seed(0))
-    assert tokens.shape == (4, 10) and targets.shape == (4, 9)
-    assert torch.equal(targets, tokens[:, :-1]) and tokens.max() < 7 and tokens.min() >= 0
-    with pytest.raises(ValueError, match="seq_len must be >= 2"):
-        previous_token_data(4, 1, 7)
-
-
-def test_position_probe_without_positions_is_equivariant_and_with_them_is_not():
-    torch.manual_seed(0)
-    tokens = torch.randint(0, 10, (3, 9))
-    perm = torch.randperm(9)
-    for kind, equivariant in [("none", True), ("sinusoidal", False), ("learned", False), ("rotary", False)]:
-        probe = PositionProbe(10, 8, kind)
-        with torch.no_grad():
-            if kind == "learned":
-                probe.positions.P.normal_()  # as if trained: rows of the size of the token embeddings
-            gap = (probe(tokens[:, perm]) - probe(tokens)[:, perm]).abs().max().item()
-        assert (gap < 1e-5) == equivariant, (kind, gap)
-    with pytest.raises(ValueError, match="kind must be one of"):
-        PositionProbe(10, 8, "absolute")
-
-
-def test_training_the_probe_needs_positions():
-    threads = torch.get_num_threads()
-    _, acc_none = train_position_probe("none", num_steps=120, device="cpu", progress=False)
-    assert torch.get_num_threads() == threads  # the one-thread speed-up is undone afterwards
-    model, acc_sin = train_position_probe("sinusoidal", num_steps=120, device="cpu", progress=False)
-    assert len(acc_none) == 120
-    assert max(acc_none[-20:]) < 0.4  # without positions it can only guess a frequent token
-    assert previous_token_accuracy(model, 16) > 0.95

@@ -1,9 +1,11 @@
-"""Tests for companion.training: the full-batch training loop of chapter 3."""
+"""Tests for companion.training: the full-batch loop of chapter 3, the sequence-to-sequence loop of chapter 5."""
 import pytest
 import torch
 from torch import nn
 
 from companion import NWKernelRegression, leave_one_out, make_regression_data, train
+from companion.training import train_seq2seq
+from conftest import tiny_date_net
 
 
 @pytest.fixture
@@ -106,3 +108,56 @@ def test_train_rejects_non_scalar_loss(line_problem):
     per_example = nn.MSELoss(reduction="none")
     with pytest.raises(ValueError, match=r"loss_fn must return a scalar, got shape \(32, 1\)"):
         train(model, per_example, (x,), y, num_epochs=1, lr=0.1, progress=False)
+
+
+@pytest.mark.parametrize("attention", [False, True])
+def test_teacher_forced_loss_decreases_on_a_tiny_set(tiny_dates, attention):
+    net = tiny_date_net(tiny_dates, attention)
+    losses = train_seq2seq(net, tiny_dates.train, tiny_dates.tgt_vocab, num_epochs=12, lr=0.02, batch_size=32,
+                           progress=False, device="cpu")
+    assert len(losses) == 12 and all(type(v) is float for v in losses)
+    assert losses[-1] < 0.6 * losses[0]
+
+
+def test_training_is_deterministic_for_a_seed(tiny_dates):
+    runs = []
+    for _ in range(2):
+        net = tiny_date_net(tiny_dates, attention=True)
+        losses = train_seq2seq(net, tiny_dates.train, tiny_dates.tgt_vocab, num_epochs=2, lr=0.01, batch_size=32, seed=3,
+                               progress=False, device="cpu")
+        runs.append((losses, [p.detach().clone() for p in net.parameters()]))
+    assert runs[0][0] == runs[1][0]
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1]))
+    net = tiny_date_net(tiny_dates, attention=True)
+    other = train_seq2seq(net, tiny_dates.train, tiny_dates.tgt_vocab, num_epochs=2, lr=0.01, batch_size=32, seed=4,
+                          progress=False, device="cpu")
+    assert other != runs[0][0]  # another seed, another batch order
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"num_epochs": 0}, r"num_epochs must be an int >= 1, got 0"), ({"lr": 0.0}, r"lr must be > 0, got 0.0"),
+     ({"grad_clip": -1.0}, r"grad_clip must be > 0, got -1.0"), ({"num_epochs": 1.5}, r"got 1.5")],
+)
+def test_train_seq2seq_rejects_bad_arguments(tiny_dates, kwargs, message):
+    args = {"num_epochs": 1, "lr": 0.01, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        train_seq2seq(tiny_date_net(tiny_dates, False), tiny_dates.train, tiny_dates.tgt_vocab, progress=False, device="cpu", **args)
+
+
+def test_train_seq2seq_leaves_the_thread_count_as_it_was(tiny_dates):
+    before = torch.get_num_threads()
+    train_seq2seq(tiny_date_net(tiny_dates, False), tiny_dates.train, tiny_dates.tgt_vocab, num_epochs=1, lr=0.01, progress=False,
+                  device="cpu")
+    assert torch.get_num_threads() == before
+
+
+def test_train_seq2seq_progress_bar_follows_companion_progress(tiny_dates, capfd, monkeypatch):
+    monkeypatch.setenv("COMPANION_PROGRESS", "0")
+    train_seq2seq(tiny_date_net(tiny_dates, False), tiny_dates.train, tiny_dates.tgt_vocab, num_epochs=1, lr=0.01, device="cpu")
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+    monkeypatch.setenv("COMPANION_PROGRESS", "1")
+    train_seq2seq(tiny_date_net(tiny_dates, False), tiny_dates.train, tiny_dates.tgt_vocab, num_epochs=1, lr=0.01, device="cpu")
+    out, err = capfd.readouterr()
+    assert "train" in out + err and "loss" in out + err

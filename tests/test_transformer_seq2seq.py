@@ -1,59 +1,24 @@
-"""Tests for companion.transformer_seq2seq: causal masks, the decoder, the KV cache, decoding, the tasks (chapter 9)."""
+"""Tests for companion.transformer_seq2seq: causal masks, the decoder and its KV cache (chapter 9)."""
 from __future__ import annotations
 
 import pytest
 import torch
 from torch import nn
 
-from companion.dates import make_date_data
-from companion.multihead import MultiHeadAttention, load_torch_mha_weights
+from companion.decoding import evaluate_seq2seq, transformer_greedy_decode
+from companion.multihead import load_torch_mha_weights
 from companion.positional import LearnedPositionalEmbedding, PositionalEncoding
-from companion.seq2seq import evaluate_seq2seq, greedy_decode, train_seq2seq
+from companion.tasks.synthetic import make_sequence_task
+from companion.training import train_seq2seq
 from companion.transformer_seq2seq import (
-    KVCache,
     TransformerDecoder,
     TransformerDecoderBlock,
     TransformerEncoderDecoder,
-    attention_with_cache,
     causal_mask,
-    make_sequence_task,
-    time_decoding,
-    training_flops_per_token,
-    transformer_greedy_decode,
 )
+from conftest import D, V_SRC, V_TGT, gen, transformer_net
 
-V_SRC, V_TGT, D = 13, 9, 16
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models: a second thread only adds synchronisation, and the suite shares a 2-core machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def gen(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-@pytest.fixture
-def batch():
-    g = gen(0)
-    X = torch.randint(4, V_SRC, (3, 7), generator=g)  # (B, T_src)
-    lens = torch.tensor([7, 2, 5])  # (B,)
-    X[torch.arange(7)[None, :] >= lens[:, None]] = 0  # <pad> after each source
-    Y = torch.randint(3, V_TGT, (3, 6), generator=g)  # (B, T_tgt)
-    return X, lens, Y
-
-
-def make_net(norm_first: bool = True, seed: int = 0, num_blks: int = 2,
-             positions: str = "sinusoidal") -> TransformerEncoderDecoder:
-    torch.manual_seed(seed)
-    return TransformerEncoderDecoder(V_SRC, V_TGT, num_hiddens=D, ffn_num_hiddens=24, num_heads=2,
-                                     num_blks=num_blks, norm_first=norm_first, max_len=32,
-                                     positions=positions).eval()
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 BOTH_NORMS_AND_POSITIONS = pytest.mark.parametrize(
@@ -91,9 +56,9 @@ def test_causal_mask_rejects_bad_sizes(args, message):
 
 
 @pytest.mark.parametrize("norm_first", [False, True])
-def test_shapes_of_logits_and_attention_weights(batch, norm_first):
-    X, lens, Y = batch
-    net = make_net(norm_first)
+def test_shapes_of_logits_and_attention_weights(transformer_batch, norm_first):
+    X, lens, Y = transformer_batch
+    net = transformer_net(norm_first)
     logits = net(X, Y, lens)
     assert logits.shape == (3, 6, V_TGT)
     for w in net.decoder.self_attention_weights:
@@ -104,9 +69,9 @@ def test_shapes_of_logits_and_attention_weights(batch, norm_first):
 
 
 @BOTH_NORMS_AND_POSITIONS
-def test_output_at_position_t_ignores_later_target_tokens(batch, norm_first, positions):
-    X, lens, Y = batch
-    net = make_net(norm_first, positions=positions)
+def test_output_at_position_t_ignores_later_target_tokens(transformer_batch, norm_first, positions):
+    X, lens, Y = transformer_batch
+    net = transformer_net(norm_first, positions=positions)
     logits = net(X, Y, lens)  # (3, 6, V)
     for t in range(Y.shape[1] - 1):
         Y2 = Y.clone()
@@ -119,9 +84,9 @@ def test_output_at_position_t_ignores_later_target_tokens(batch, norm_first, pos
 
 
 @BOTH_NORMS_AND_POSITIONS
-def test_output_at_position_t_changes_when_an_earlier_target_token_changes(batch, norm_first, positions):
-    X, lens, Y = batch
-    net = make_net(norm_first, positions=positions)
+def test_output_at_position_t_changes_when_an_earlier_target_token_changes(transformer_batch, norm_first, positions):
+    X, lens, Y = transformer_batch
+    net = transformer_net(norm_first, positions=positions)
     logits = net(X, Y, lens)  # (3, 6, V)
     for s in range(Y.shape[1] - 1):
         Y2 = Y.clone()
@@ -131,9 +96,9 @@ def test_output_at_position_t_changes_when_an_earlier_target_token_changes(batch
         assert (moved[:, s:] > 1e-4).all(), (s, moved)  # at s and every position after it: a change
 
 
-def test_self_attention_weights_are_zero_above_the_diagonal(batch):
-    X, lens, Y = batch
-    net = make_net()
+def test_self_attention_weights_are_zero_above_the_diagonal(transformer_batch):
+    X, lens, Y = transformer_batch
+    net = transformer_net()
     net(X, Y, lens)
     for w in net.decoder.self_attention_weights:  # (3, 2, 6, 6)
         above = ~causal_mask(6)
@@ -142,9 +107,9 @@ def test_self_attention_weights_are_zero_above_the_diagonal(batch):
         assert (w[..., causal_mask(6)] > 0).all()
 
 
-def test_encoder_decoder_attention_ignores_source_padding(batch):
-    X, lens, Y = batch
-    net = make_net()
+def test_encoder_decoder_attention_ignores_source_padding(transformer_batch):
+    X, lens, Y = transformer_batch
+    net = transformer_net()
     logits = net(X, Y, lens)
     X2 = X.clone()
     X2[torch.arange(7)[None, :] >= lens[:, None]] = 5  # other tokens in the padding
@@ -155,9 +120,9 @@ def test_encoder_decoder_attention_ignores_source_padding(batch):
         torch.testing.assert_close(w.sum(dim=-1), torch.ones(3, 2, 6))
 
 
-def test_queries_come_from_the_decoder_keys_and_values_from_the_encoder(batch):
-    X, lens, Y = batch
-    net = make_net(num_blks=1)
+def test_queries_come_from_the_decoder_keys_and_values_from_the_encoder(transformer_batch):
+    X, lens, Y = transformer_batch
+    net = transformer_net(num_blks=1)
     block = net.decoder.blks[0]
     seen = {}
     block.attention2.register_forward_hook(lambda m, args, out: seen.update(args=args))
@@ -190,15 +155,15 @@ def test_decoder_block_equals_torch_transformer_decoder_layer():
         torch.testing.assert_close(block(X, memory, lens), expected, atol=1e-5, rtol=1e-5)
 
 
-def test_decoder_rejects_bad_inputs(batch):
-    X, lens, Y = batch
-    net = make_net()
+def test_decoder_rejects_bad_inputs(transformer_batch):
+    X, lens, Y = transformer_batch
+    net = transformer_net()
     enc = net.encoder(X, lens)
     with pytest.raises(ValueError, match=r"X must be a 2-D tensor of token ids"):
         net.decoder(Y.float(), net.decoder.init_state(enc, lens))
     with pytest.raises(ValueError, match=r"same batch size, got X \(2, 6\)"):
         net.decoder(Y[:2], net.decoder.init_state(enc, lens))
-    with pytest.raises(ValueError, match=r"enc_outputs must be \(batch, T_src, 16\), got torch.Size\(\[3, 7, 8\]\)"):
+    with pytest.raises(ValueError, match=r"enc_outputs must be \(B, T_src, 16\), got torch.Size\(\[3, 7, 8\]\)"):
         net.decoder.init_state(enc[..., :8], lens)
     with pytest.raises(ValueError, match=r"num_blks must be a positive int, got 0"):
         TransformerDecoder(V_TGT, D, 24, 2, 0, 0.0)
@@ -207,36 +172,10 @@ def test_decoder_rejects_bad_inputs(batch):
 # --- the KV cache ---------------------------------------------------------------------------------------
 
 
-def test_attention_with_cache_equals_attention_over_all_positions():
-    torch.manual_seed(0)
-    mha = MultiHeadAttention(D, 4, 0.0, bias=True, query_size=D, key_size=D, value_size=D).eval()
-    X = torch.randn(2, 6, D, generator=gen(3))
-    full = mha(X, X, X, causal_mask(6)[None])  # (2, 6, D)
-    cache = KVCache()
-    first = attention_with_cache(mha, X[:, :4], X[:, :4], cache, causal_mask(4)[None])  # four at once
-    rest = [attention_with_cache(mha, X[:, t:t + 1], X[:, t:t + 1], cache, causal_mask(1, t + 1)[None])
-            for t in (4, 5)]  # then one by one
-    assert len(cache) == 6 and cache.k.shape == (2 * 4, 6, D // 4)
-    torch.testing.assert_close(torch.cat([first, *rest], dim=1), full, atol=1e-6, rtol=1e-5)
-    assert mha.attention_weights.shape == (2, 4, 1, 6)
-
-
-def test_kv_cache_rejects_mismatched_keys_and_an_empty_cache():
-    cache = KVCache()
-    with pytest.raises(ValueError, match=r"k and v must be 3-D of the same shape"):
-        cache.append(torch.zeros(2, 1, 4), torch.zeros(2, 1, 3))
-    cache.append(torch.zeros(2, 1, 4), torch.zeros(2, 1, 4))
-    with pytest.raises(ValueError, match=r"new keys must have shape \(2, n_new, 4\)"):
-        cache.append(torch.zeros(3, 1, 4), torch.zeros(3, 1, 4))
-    mha = MultiHeadAttention(D, 2, 0.0, query_size=D, key_size=D, value_size=D)
-    with pytest.raises(ValueError, match=r"the cache is empty"):
-        attention_with_cache(mha, torch.zeros(1, 1, D), None, KVCache())
-
-
 @BOTH_NORMS_AND_POSITIONS
-def test_decoding_one_token_at_a_time_with_the_cache_equals_one_pass(batch, norm_first, positions):
-    X, lens, Y = batch
-    net = make_net(norm_first, positions=positions)
+def test_decoding_one_token_at_a_time_with_the_cache_equals_one_pass(transformer_batch, norm_first, positions):
+    X, lens, Y = transformer_batch
+    net = transformer_net(norm_first, positions=positions)
     expected = net(X, Y, lens)  # (3, 6, V): teacher forcing, one pass
     state = net.decoder.init_state(net.encoder(X, lens), lens)  # caches on
     steps, weights = [], []
@@ -250,65 +189,11 @@ def test_decoding_one_token_at_a_time_with_the_cache_equals_one_pass(batch, norm
     torch.testing.assert_close(torch.cat(weights, dim=1), net.decoder.attention_weights, atol=1e-6, rtol=1e-5)
 
 
-@pytest.mark.parametrize("positions", ["sinusoidal", "learned"])
-def test_greedy_decoding_with_and_without_cache_gives_the_same_tokens(batch, positions):
-    X, lens, _ = batch
-    for seed in range(3):
-        net = make_net(seed=seed, positions=positions)
-        with_cache = transformer_greedy_decode(net, X, lens, 1, 2, 9, use_cache=True, stop_at_eos=False)
-        without = transformer_greedy_decode(net, X, lens, 1, 2, 9, use_cache=False, stop_at_eos=False)
-        assert with_cache.shape == (3, 9)
-        assert torch.equal(with_cache, without)
-
-
-def test_greedy_decoding_feeds_back_its_own_prediction(batch):
-    X, lens, _ = batch
-    net = make_net(seed=1)
-    tokens = transformer_greedy_decode(net, X, lens, 1, 2, 5, stop_at_eos=False)  # (3, 5)
-    dec_X = torch.cat([torch.ones(3, 1, dtype=torch.long), tokens[:, :-1]], dim=1)  # <bos>, then its outputs
-    # Under teacher forcing with its own outputs as the target, the argmax is those outputs again.
-    assert torch.equal(net(X, dec_X, lens).argmax(dim=-1), tokens)
-
-
-def test_greedy_decoding_stops_at_eos_and_pads_after_it(batch):
-    X, lens, _ = batch
-    net = make_net()
-    with torch.no_grad():
-        net.decoder.dense.bias.fill_(-100.0)
-        net.decoder.dense.bias[2] = 100.0  # <eos> always wins
-    tokens = transformer_greedy_decode(net, X, lens, 1, 2, 6, pad=0)
-    assert tokens.tolist() == [[2, 0, 0, 0, 0, 0]] * 3
-
-
-def test_chapter_5_greedy_decode_runs_the_transformer_through_its_cache(batch):
-    X, lens, _ = batch
-    net = make_net(seed=2)
-    tokens, weights = greedy_decode(net, X, lens, 1, 2, 7)
-    assert torch.equal(tokens, transformer_greedy_decode(net, X, lens, 1, 2, 7))
-    assert weights.shape == (3, 7, 7)
-    torch.testing.assert_close(weights.sum(dim=-1)[tokens != 0], torch.ones(int((tokens != 0).sum())))
-
-
-def test_time_decoding_measures_both_modes_for_each_length(batch):
-    X, lens, _ = batch
-    net = make_net()
-    seconds = time_decoding(net, X, lens, [2, 6], repeats=2)
-    assert set(seconds) == {False, True}
-    for times in seconds.values():
-        assert len(times) == 2 and all(0 < t < 10 for t in times)
-    with pytest.raises(ValueError, match=r"repeats must be a positive int, got 0"):
-        time_decoding(net, X, lens, [4], repeats=0)
-    with pytest.raises(ValueError, match=r"steps must hold at least one number of steps"):
-        time_decoding(net, X, lens, [])
-    with pytest.raises(ValueError, match=r"each number of steps must be a positive int, got 0"):
-        time_decoding(net, X, lens, [3, 0])
-
-
 # --- positions ------------------------------------------------------------------------------------------
 
 
 def test_learned_positions_replace_the_tables_of_both_stacks():
-    sinusoidal, learned = make_net(), make_net(positions="learned")
+    sinusoidal, learned = transformer_net(), transformer_net(positions="learned")
     for stack in (sinusoidal.encoder, sinusoidal.decoder):
         assert type(stack.pos_encoding) is PositionalEncoding
     for stack in (learned.encoder, learned.decoder):
@@ -320,9 +205,9 @@ def test_learned_positions_replace_the_tables_of_both_stacks():
     assert extra == 2 * 32 * D
 
 
-def test_learned_positions_are_trained_and_limited_to_max_len(batch):
-    X, lens, Y = batch
-    net = make_net(positions="learned").train()
+def test_learned_positions_are_trained_and_limited_to_max_len(transformer_batch):
+    X, lens, Y = transformer_batch
+    net = transformer_net(positions="learned").train()
     net(X, Y, lens).sum().backward()
     grad = net.encoder.pos_encoding.P.grad[0]  # (32, D)
     assert grad[:7].abs().sum(dim=-1).min() > 0 and torch.equal(grad[7:], torch.zeros(25, D))  # T_src = 7
@@ -338,78 +223,7 @@ def test_unknown_positions_are_rejected():
 # --- counting the arithmetic ------------------------------------------------------------------------------
 
 
-class _OneLinearDecoder(nn.Module):
-    """A stand-in model whose only matrix product is one linear layer on the target embeddings."""
-
-    def __init__(self, vocab_size: int, d: int) -> None:
-        super().__init__()
-        self.embedding = nn.Embedding(vocab_size, d)
-        self.dense = nn.Linear(d, vocab_size, bias=False)
-
-    def forward(self, enc_X, dec_X, enc_valid_lens):
-        return self.dense(self.embedding(dec_X))  # (b, T, V)
-
-
-def test_training_flops_per_token_matches_a_hand_count():
-    data = make_date_data(40, 0, 1, seed=0)
-    V, d = len(data.tgt_vocab), 8
-    net = _OneLinearDecoder(V, d)
-    n = 24
-    # Forward: (n * T_tgt, d) @ (d, V), 2 n T d V FLOPs; backward: the same again for the weight's gradient and
-    # for the input's (the embedding needs it). Per token: source and target tokens of the n examples.
-    tokens = int(data.train.X_valid_len[:n].sum() + data.train.Y_valid_len[:n].sum())
-    expected = 3 * 2 * n * data.train.Y.shape[1] * d * V / tokens
-    assert training_flops_per_token(net, data.train, data.tgt_vocab, num_examples=n, batch_size=10) == \
-        pytest.approx(expected)
-
-
-def test_training_flops_per_token_leaves_the_gradients_alone():
-    data = make_date_data(40, 0, 1, seed=0)
-    net = TransformerEncoderDecoder(len(data.src_vocab), len(data.tgt_vocab), num_hiddens=D, ffn_num_hiddens=24,
-                                    num_heads=2, num_blks=1)
-    first = next(net.parameters())
-    first.grad = torch.full_like(first, 3.0)
-    flops = training_flops_per_token(net, data.train, data.tgt_vocab, num_examples=16)
-    assert flops > 0
-    assert torch.equal(first.grad, torch.full_like(first, 3.0))
-    assert all(p.grad is None for p in list(net.parameters())[1:])
-    wider = TransformerEncoderDecoder(len(data.src_vocab), len(data.tgt_vocab), num_hiddens=D, ffn_num_hiddens=48,
-                                      num_heads=2, num_blks=1)
-    assert training_flops_per_token(wider, data.train, data.tgt_vocab, num_examples=16) > flops
-    with pytest.raises(ValueError, match=r"num_examples must be a positive int, got 0"):
-        training_flops_per_token(net, data.train, data.tgt_vocab, num_examples=0)
-
-
 # --- the sequence tasks ---------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("task", ["reverse", "sort"])
-def test_sequence_task_targets_and_layout(task):
-    src_vocab, tgt_vocab, train, valid, test = make_sequence_task(50, 10, 20, task=task, min_len=3, max_len=6,
-                                                                  seed=1)
-    assert (len(train), len(valid), len(test)) == (50, 10, 20)
-    for split in (train, valid, test):
-        for s, t in zip(split.sources, split.targets):
-            assert 3 <= len(s) <= 6
-            assert t == (s[::-1] if task == "reverse" else "".join(sorted(s)))
-        assert split.X.shape == split.Y.shape == (len(split), 7)
-        assert torch.equal(split.X_valid_len, torch.tensor([len(s) + 1 for s in split.sources]))
-        for row, s in zip(split.Y, split.targets):
-            assert tgt_vocab.decode(row) == s and int(row[len(s)]) == tgt_vocab.eos
-    assert not set(train.sources) & set(test.sources) and not set(train.sources) & set(valid.sources)
-    assert len(src_vocab) == 4 + 26
-
-
-def test_sequence_task_is_reproducible_and_rejects_bad_arguments():
-    a = make_sequence_task(20, 0, 5, seed=3)[2]
-    b = make_sequence_task(20, 0, 5, seed=3)[2]
-    assert a.sources == b.sources and torch.equal(a.X, b.X)
-    with pytest.raises(ValueError, match=r"task must be 'reverse' or 'sort', got 'copy'"):
-        make_sequence_task(task="copy")
-    with pytest.raises(ValueError, match=r"min_len must be <= max_len, got min_len=5, max_len=4"):
-        make_sequence_task(min_len=5, max_len=4)
-    with pytest.raises(ValueError, match=r"could not draw 10 distinct strings"):
-        make_sequence_task(8, 1, 1, min_len=1, max_len=1, alphabet="ab")
 
 
 def test_transformer_learns_to_reverse_short_strings():
@@ -430,9 +244,9 @@ def test_transformer_learns_to_reverse_short_strings():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_decoding_on_the_gpu_matches_the_cpu(batch):
-    X, lens, Y = batch
-    net = make_net()
+def test_decoding_on_the_gpu_matches_the_cpu(transformer_batch):
+    X, lens, Y = transformer_batch
+    net = transformer_net()
     cpu_logits = net(X, Y, lens)
     cpu_tokens = transformer_greedy_decode(net, X, lens, 1, 2, 6)
     net.to("cuda")

@@ -1,4 +1,4 @@
-"""Tests for companion.data: the toy regression problem of chapters 2-3."""
+"""Tests for companion.tasks.regression: the toy regression problem of chapters 2-3."""
 import math
 
 import pytest

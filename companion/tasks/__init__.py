@@ -1,0 +1,9 @@
+"""Data tasks: the toy regression (chapters 2-3), text as indices and the dates task (chapter 5), the synthetic
+sequence tasks (chapters 6-9). Every task is generated from a seed and needs no download."""
+from . import dates, regression, synthetic, text
+from .dates import *  # noqa: F401,F403
+from .regression import *  # noqa: F401,F403
+from .synthetic import *  # noqa: F401,F403
+from .text import *  # noqa: F401,F403
+
+__all__ = [*regression.__all__, *text.__all__, *dates.__all__, *synthetic.__all__]
