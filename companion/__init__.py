@@ -1,17 +1,50 @@
-"""Companion code for the course "Attention, from kernels to Transformers": every algorithm the chapters show.
+"""Companion code for the course "Attention, from kernels to Transformers".
 
-``import companion`` and then ``companion.X`` reaches every name a chapter uses; each lives in one module:
+``import companion`` and then ``companion.X`` reaches every name a chapter uses; each
+is defined in one module:
 
-- models, one topic per module: ``cues`` (1), ``pooling`` (2-3), ``attention`` (4), ``seq2seq`` (5),
-  ``multihead`` (6), ``positional`` (7), ``transformer`` (8), ``transformer_seq2seq`` (9);
-- ``decoding`` and ``training``: greedy decoding and the training loops the models share;
-- ``tasks``: the data, generated from a seed (the toy regression, text and dates, synthetic sequence tasks);
-- ``experiments``: each chapter's experiment, in a module named for it (``experiments.scaling`` for chapter 4);
-- ``metrics``, ``plotting``, ``utils``: measures, figures, and devices, seeds and argument checks;
-- ``exercises``: the checks of the graded exercises; ``grading``: what a Colab edition needs to run them.
+- models, one topic per module: ``cues`` (chapter 1), ``pooling`` (2-3),
+  ``attention`` (4), ``seq2seq`` (5), ``multihead`` (6), ``positional`` (7),
+  ``transformer`` (8), ``transformer_seq2seq`` (9);
+- ``decoding`` and ``training``: greedy decoding and the training loops;
+- ``tasks``: the data, generated from a seed (the toy regression, text and dates,
+  the synthetic sequence tasks);
+- ``experiments``: each chapter's experiment, in a module named for it
+  (``experiments.scaling`` for chapter 4's sqrt(d) experiment);
+- ``metrics``, ``plotting``, ``utils``: measures, figures, devices and seeds, the
+  shared argument checks;
+- ``exercises``: the checks of the graded exercises; ``grading``: what a Colab
+  edition needs to run them.
+
+Shapes. Every ``Shapes:`` line and shape comment uses these letters, each with one
+meaning:
+
+============  =======================================================================
+B             sequences (or sets of queries) in a batch
+N             examples in a data set or a split, or samples in an experiment
+n             items: the positions of a sequence, or the queries of chapter 3's batch
+m             keys per query in chapter 3's batch (n, m)
+n_q, n_k      queries; keys (and values)
+t             positions already decoded, held in a cache
+T_src, T_tgt  source positions; target positions (sequence to sequence)
+d             width: the query and key size, num_hiddens of a Transformer
+d_v           value size
+h, d_h        attention heads; each head's size d / h
+d_ff          hidden units of the position-wise FFN (ffn_num_hiddens)
+H             hidden units: of a GRU, or of additive attention's tanh layer
+c             content features of chapter 6's two-neighbours task
+E             embedding size of a GRU model
+L             layers (num_layers, num_blks)
+V, V_tgt      vocabulary size; the target's
+C             classes
+...           any leading axes
+============  =======================================================================
+
+Other sizes are written out by name (max_len, query_size, content_size, ...).
 """
-from . import (attention, cues, decoding, experiments, metrics, multihead, plotting, pooling, positional, seq2seq,
-               tasks, training, transformer, transformer_seq2seq, utils)
+from . import (attention, cues, decoding, experiments, metrics, multihead, plotting,
+               pooling, positional, seq2seq, tasks, training, transformer,
+               transformer_seq2seq, utils)
 from .attention import *  # noqa: F401,F403
 from .cues import *  # noqa: F401,F403
 from .decoding import *  # noqa: F401,F403

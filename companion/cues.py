@@ -9,7 +9,8 @@ import math
 import torch
 from torch import Tensor
 
-from .plotting import plot_weight_bars  # noqa: F401  (chapter 1 imports the bar chart from here)
+# Chapter 1 imports its bar chart from here.
+from .plotting import plot_weight_bars  # noqa: F401
 
 __all__ = [
     "SCORES",

@@ -1,25 +1,37 @@
-"""Measures of attention weights, fitted curves and models: entropy, effective neighbours, roughness (chapters
-3-4), accuracy per input length (chapter 5), the gap to permutation equivariance (chapter 7)."""
+"""Measures of attention weights, fitted curves and models.
+
+Entropy and effective neighbours of attention weights, roughness of a curve (chapters
+3-4), accuracy per input length (chapter 5), the gap to permutation equivariance
+(chapter 7).
+"""
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 
-__all__ = ["attention_entropy", "effective_neighbours", "roughness", "accuracy_by_length", "permutation_gap"]
+__all__ = [
+    "attention_entropy", "effective_neighbours", "roughness", "accuracy_by_length",
+    "permutation_gap",
+]
 
 
 def _check_weights(weights: Tensor) -> None:
     if not isinstance(weights, Tensor) or weights.dim() < 1 or weights.shape[-1] == 0:
-        shape = tuple(weights.shape) if isinstance(weights, Tensor) else type(weights).__name__
-        raise ValueError(f"weights must be a tensor (..., n_k) with n_k >= 1, got {shape}")
+        shape = (tuple(weights.shape) if isinstance(weights, Tensor)
+                 else type(weights).__name__)
+        raise ValueError(
+            f"weights must be a tensor (..., n_k) with n_k >= 1, got {shape}"
+        )
 
 
 def attention_entropy(weights: Tensor) -> Tensor:
-    """Entropy -sum_i alpha_i log alpha_i of each row of weights, in nats (chapters 3-4).
+    """Entropy -sum_i alpha_i log alpha_i of each row of weights, in nats (ch. 3-4).
 
-    0 when one key takes all the weight, log(n_k) for uniform weights; a weight of 0 adds 0.
+    0 when one key takes all the weight, log(n_k) for uniform weights; a weight of 0
+    adds 0.
 
     Shapes: weights (..., n_k) -> (...).
     """
@@ -52,38 +64,53 @@ def roughness(y: Tensor) -> float:
     return ((y[2:] - 2 * y[1:-1] + y[:-2]) ** 2).sum().item()
 
 
-def accuracy_by_length(correct: Tensor, lengths: Tensor, edges: Sequence[int]) -> tuple[list[str], Tensor, Tensor]:
-    """Exact-match accuracy per bucket of source lengths [edges[i], edges[i+1]), chapter 5.
+def accuracy_by_length(
+    correct: Tensor, lengths: Tensor, edges: Sequence[int]
+) -> tuple[list[str], Tensor, Tensor]:
+    """Exact-match accuracy per bucket of lengths [edges[i], edges[i+1]) (chapter 5).
 
-    Shapes: correct (n,) bool, lengths (n,) -> labels (k,) strings, accuracy (k,), counts (k,), k = len(edges) - 1.
+    Shapes: correct (N,) bool, lengths (N,) -> one label (a string), accuracy and
+    count per bucket: len(edges) - 1 of them.
     """
     if correct.shape != lengths.shape:
-        raise ValueError(f"correct and lengths must have the same shape, got {tuple(correct.shape)} and "
-                         f"{tuple(lengths.shape)}")
+        raise ValueError(
+            f"correct and lengths must have the same shape, got "
+            f"{tuple(correct.shape)} and {tuple(lengths.shape)}"
+        )
     if len(edges) < 2 or any(a >= b for a, b in zip(edges, edges[1:])):
-        raise ValueError(f"edges must be at least two increasing numbers, got {list(edges)}")
+        raise ValueError(
+            f"edges must be at least two increasing numbers, got {list(edges)}"
+        )
     labels, acc, counts = [], [], []
     for lo, hi in zip(edges, edges[1:]):
-        inside = (lengths >= lo) & (lengths < hi)  # (n,)
+        inside = (lengths >= lo) & (lengths < hi)  # (N,)
         labels.append(f"{lo}-{hi - 1}")
         counts.append(int(inside.sum()))
-        acc.append(correct[inside].float().mean().item() if inside.any() else float("nan"))
+        acc.append(correct[inside].float().mean().item() if inside.any() else math.nan)
     return labels, torch.tensor(acc), torch.tensor(counts)
 
 
 def permutation_gap(fn: Callable[[Tensor], Tensor], X: Tensor, perm: Tensor) -> float:
-    """Largest |fn(X permuted) - fn(X) permuted| over all entries: 0 for a permutation-equivariant fn (chapter 7).
+    """Largest |fn(X permuted) - fn(X) permuted|: 0 for an equivariant fn (chapter 7).
 
-    Shapes: X (batch, n, d), perm (n,) a permutation of 0 .. n-1; fn maps (batch, n, d) -> (batch, n, d').
+    Shapes: X (B, n, d), perm (n,) a permutation of 0 .. n-1; fn maps (B, n, d) to
+    (B, n, d') -> a float.
     """
+    _check_permutation(X, perm)
+    perm = perm.to(X.device)
+    with torch.no_grad():
+        return (fn(X[:, perm]) - fn(X)[:, perm]).abs().max().item()
+
+
+def _check_permutation(X: object, perm: object) -> None:
     if not isinstance(X, Tensor) or X.dim() != 3:
         shape = tuple(X.shape) if isinstance(X, Tensor) else type(X).__name__
-        raise ValueError(f"X must be a 3-D tensor (batch, n, d), got {shape}")
+        raise ValueError(f"X must be a 3-D tensor (B, n, d), got {shape}")
     n = X.shape[1]
     if not isinstance(perm, Tensor) or perm.dim() != 1 or not torch.equal(
         torch.sort(perm.cpu()).values, torch.arange(n)
     ):
-        raise ValueError(f"perm must be a permutation of 0..{n - 1} (a 1-D integer tensor), got {perm!r:.80}")
-    perm = perm.to(X.device)
-    with torch.no_grad():
-        return (fn(X[:, perm]) - fn(X)[:, perm]).abs().max().item()
+        raise ValueError(
+            f"perm must be a permutation of 0..{n - 1} (a 1-D integer tensor), "
+            f"got {perm!r:.80}"
+        )

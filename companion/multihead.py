@@ -99,13 +99,13 @@ class KVCache:
     def append(self, k: Tensor, v: Tensor) -> None:
         """Add the keys and values of new positions after the ones held.
 
-        Shapes: k, v (B * h, n_new, d_h).
+        Shapes: k, v (B * h, n, d_h), the keys and values of n new positions.
         """
         _check_new_entries(self, k, v)
         if self.k is None:
             self.k, self.v = k, v
         else:
-            self.k = torch.cat([self.k, k], dim=1)  # (B * h, t + n_new, d_h)
+            self.k = torch.cat([self.k, k], dim=1)  # (B * h, t + n, d_h)
             self.v = torch.cat([self.v, v], dim=1)
 
 
@@ -242,7 +242,8 @@ def _check_mha_inputs(
         return
     if not isinstance(valid_lens, Tensor):
         raise ValueError(
-            f"valid_lens must be None or a torch.Tensor, got {type(valid_lens).__name__}"
+            "valid_lens must be None or a torch.Tensor, "
+            f"got {type(valid_lens).__name__}"
         )
     B = queries.shape[0]  # type: ignore[union-attr]
     allowed = (B, 1) if valid_lens.dtype == torch.bool else (B,)
@@ -300,7 +301,9 @@ def load_torch_mha_weights(
     return mha
 
 
-def _check_same_layout(mha: MultiHeadAttention, torch_mha: nn.MultiheadAttention) -> None:
+def _check_same_layout(
+    mha: MultiHeadAttention, torch_mha: nn.MultiheadAttention
+) -> None:
     if torch_mha.embed_dim != mha.num_hiddens or torch_mha.num_heads != mha.num_heads:
         raise ValueError(
             f"the two modules must have the same width and heads, got "

@@ -1,4 +1,5 @@
-"""Figures shared by the chapters (PNG): weight bars, attention heat maps, regression fits, loss curves, alignments."""
+"""Figures shared by the chapters (PNG): weight bars, attention heat maps, regression
+fits, loss curves, alignments."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -13,7 +14,8 @@ from torch import Tensor
 from .tasks.regression import RegressionData
 
 __all__ = [
-    "set_figsize", "show_heatmaps", "plot_weight_bars", "plot_kernel_regression", "plot_losses", "show_alignment",
+    "set_figsize", "show_heatmaps", "plot_weight_bars", "plot_kernel_regression",
+    "plot_losses", "show_alignment",
 ]
 
 
@@ -30,10 +32,7 @@ def _to_numpy(x, name: str) -> np.ndarray:
 
 
 def set_figsize(figsize: tuple[float, float] = (3.5, 2.5)) -> None:
-    """Set matplotlib's default figure size, as d2l does (all chapters).
-
-    Shapes: none.
-    """
+    """Set matplotlib's default figure size, as d2l does (all chapters)."""
     if len(figsize) != 2 or min(figsize) <= 0:
         raise ValueError(
             f"figsize must be (width, height) with positive entries, got {figsize!r}"
@@ -210,23 +209,32 @@ def plot_weight_bars(
 
 
 def show_alignment(
-    weights: Tensor, src_tokens: Sequence[str], tgt_tokens: Sequence[str], *, ax: Axes | None = None,
-    cmap: str = "Reds", title: str | None = None,
+    weights: Tensor,
+    src_tokens: Sequence[str],
+    tgt_tokens: Sequence[str],
+    *,
+    ax: Axes | None = None,
+    cmap: str = "Reds",
+    title: str | None = None,
 ) -> Axes:
-    """Heat map of one example's attention weights with the characters as tick labels, chapter 5.
+    """Heat map of one example's attention weights, characters as ticks (chapter 5).
 
-    Shapes: weights (T_out, T_in) with T_out = len(tgt_tokens), T_in = len(src_tokens).
+    Shapes: weights (T_tgt, T_src) with T_tgt = len(tgt_tokens), T_src =
+    len(src_tokens).
     """
-    w = weights.detach().cpu().numpy() if isinstance(weights, Tensor) else np.asarray(weights, dtype=float)
-    if w.shape != (len(tgt_tokens), len(src_tokens)):
-        raise ValueError(f"weights must have shape (len(tgt_tokens), len(src_tokens)) = "
-                         f"({len(tgt_tokens)}, {len(src_tokens)}), got {w.shape}")
+    w = _to_numpy(weights, "weights")
+    T_tgt, T_src = len(tgt_tokens), len(src_tokens)
+    if w.shape != (T_tgt, T_src):
+        raise ValueError(
+            f"weights must have shape (len(tgt_tokens), len(src_tokens)) = "
+            f"({T_tgt}, {T_src}), got {w.shape}"
+        )
     if ax is None:
-        _, ax = plt.subplots(figsize=(0.22 * len(src_tokens) + 1, 0.22 * len(tgt_tokens) + 0.8))
+        _, ax = plt.subplots(figsize=(0.22 * T_src + 1, 0.22 * T_tgt + 0.8))
     ax.imshow(w, cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
     show = {" ": "␣", "<eos>": "⏎"}  # a space tick would be invisible
-    ax.set_xticks(range(len(src_tokens)), [show.get(t, t) for t in src_tokens], fontsize=7)
-    ax.set_yticks(range(len(tgt_tokens)), [show.get(t, t) for t in tgt_tokens], fontsize=7)
+    ax.set_xticks(range(T_src), [show.get(t, t) for t in src_tokens], fontsize=7)
+    ax.set_yticks(range(T_tgt), [show.get(t, t) for t in tgt_tokens], fontsize=7)
     ax.set_xlabel("input characters")
     ax.set_ylabel("output characters")
     if title is not None:

@@ -83,6 +83,22 @@ def _check_keys(queries: Tensor, keys: Tensor) -> None:
         )
 
 
+def _check_bandwidth(bandwidth: float) -> None:
+    if not bandwidth > 0:
+        raise ValueError(f"bandwidth must be > 0, got {bandwidth!r}")
+
+
+def _kernel_function(kernel: Kernel) -> Callable[[Tensor], Tensor]:
+    """The kernel named by a key of KERNELS, or the callable given."""
+    if isinstance(kernel, str) and kernel in KERNELS:
+        return KERNELS[kernel]
+    if callable(kernel) and not isinstance(kernel, str):
+        return kernel
+    raise ValueError(
+        f"kernel must be one of {sorted(KERNELS)} or a callable, got {kernel!r}"
+    )
+
+
 def average_pooling(queries: Tensor, values: Tensor) -> Tensor:
     """Average pooling f(q) = mean_i y_i, blind to q, chapter 2, eq. (average-pooling).
 
@@ -103,25 +119,12 @@ def nadaraya_watson_weights(
     Shapes: queries (n_q,), keys (n_k,) or (n_q, n_k) -> (n_q, n_k).
     """
     _check_keys(queries, keys)
-    if not bandwidth > 0:
-        raise ValueError(f"bandwidth must be > 0, got {bandwidth!r}")
-    if isinstance(kernel, str):
-        if kernel not in KERNELS:
-            raise ValueError(
-                f"kernel must be one of {sorted(KERNELS)} or a callable, got {kernel!r}"
-            )
-        kernel_name, kernel_fn = kernel, KERNELS[kernel]
-    elif callable(kernel):
-        kernel_name, kernel_fn = None, kernel
-    else:
-        raise ValueError(
-            f"kernel must be one of {sorted(KERNELS)} or a callable, got {kernel!r}"
-        )
-
+    _check_bandwidth(bandwidth)
+    kernel_fn = _kernel_function(kernel)
     if keys.dim() == 1:
         keys = keys.unsqueeze(0)  # (1, n_k): broadcast the shared keys over queries
     u = (queries.unsqueeze(-1) - keys) / bandwidth  # (n_q, n_k)
-    if kernel_name == "gaussian" or kernel_fn is gaussian_kernel:
+    if kernel_fn is gaussian_kernel:
         # exp(-u^2/2) normalised is a softmax; the softmax subtracts the row max,
         # so a tiny h never gives 0/0.
         return torch.softmax(-(u**2) / 2, dim=-1)  # (n_q, n_k)
@@ -205,17 +208,13 @@ class NWKernelRegression(nn.Module):
 
     def __init__(self, bandwidth: float = 1.0) -> None:
         super().__init__()
-        if not bandwidth > 0:
-            raise ValueError(f"bandwidth must be > 0, got {bandwidth!r}")
+        _check_bandwidth(bandwidth)
         self.w = nn.Parameter(torch.tensor([1.0 / bandwidth]))  # (1,)
         self.attention_weights: Tensor | None = None
 
     @property
     def bandwidth(self) -> float:
-        """The bandwidth h = 1/|w| that the model has learned, chapter 3.
-
-        Shapes: none.
-        """
+        """The bandwidth h = 1/|w| that the model has learned, chapter 3."""
         return 1.0 / abs(self.w.item())
 
     def forward(self, queries: Tensor, keys: Tensor, values: Tensor) -> Tensor:
@@ -223,13 +222,7 @@ class NWKernelRegression(nn.Module):
 
         Shapes: queries (n,), keys and values (n, m) or (m,) -> (n,).
         """
-        _check_1d("queries", queries)
-        if keys.shape != values.shape:
-            raise ValueError(
-                "keys and values must have the same shape, "
-                f"got keys {tuple(keys.shape)} and values {tuple(values.shape)}"
-            )
-        _check_keys(queries, keys)
+        _check_nw_inputs(queries, keys, values)
         n = queries.shape[0]
         if keys.dim() == 1:
             keys = keys.expand(n, -1)  # (m,) -> (n, m): every query sees the same keys
@@ -239,3 +232,13 @@ class NWKernelRegression(nn.Module):
         # (n, 1, m) @ (n, m, 1) -> (n, 1, 1): one weighted sum of values per query
         out = torch.bmm(self.attention_weights.unsqueeze(1), values.unsqueeze(-1))
         return out.reshape(-1)  # (n, 1, 1) -> (n,)
+
+
+def _check_nw_inputs(queries: Tensor, keys: Tensor, values: Tensor) -> None:
+    _check_1d("queries", queries)
+    if keys.shape != values.shape:
+        raise ValueError(
+            "keys and values must have the same shape, "
+            f"got keys {tuple(keys.shape)} and values {tuple(values.shape)}"
+        )
+    _check_keys(queries, keys)

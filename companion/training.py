@@ -1,5 +1,5 @@
-"""Training loops with a progress bar: full-batch (chapter 3), and minibatch sequence-to-sequence training with
-teacher forcing (chapter 5)."""
+"""Training loops with a progress bar: full-batch gradient descent (chapter 3), and
+minibatch sequence-to-sequence training with teacher forcing (chapter 5)."""
 from __future__ import annotations
 
 import math
@@ -11,7 +11,8 @@ from tqdm.auto import tqdm
 
 from .seq2seq import EncoderDecoder, sequence_loss, teacher_forcing_inputs
 from .tasks.text import DateSplit, Vocab
-from .utils import one_thread_on_cpu, progress_enabled, try_gpu
+from .utils import (check_lr, check_positive_int, one_thread_on_cpu,
+                    progress_enabled, try_gpu)
 
 __all__ = ["train", "train_seq2seq"]
 
@@ -30,23 +31,11 @@ def train(
     progress: bool | None = None,
     device: torch.device | str | None = None,
 ) -> list[float]:
-    """Full-batch gradient descent on loss_fn(model(*inputs), targets), chapter 3.
+    """Full-batch gradient descent on loss_fn(model(*inputs), targets) (chapter 3).
 
     Shapes: inputs as the model expects, targets like its output -> num_epochs floats.
     """
-    is_int = isinstance(num_epochs, int) and not isinstance(num_epochs, bool)
-    if not is_int or num_epochs < 1:
-        raise ValueError(f"num_epochs must be an int >= 1, got {num_epochs!r}")
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr!r}")
-    if optimizer not in _OPTIMIZERS:
-        raise ValueError(
-            f"optimizer must be one of {sorted(_OPTIMIZERS)}, got {optimizer!r}"
-        )
-    if not isinstance(inputs, tuple):
-        raise ValueError(
-            f"inputs must be a tuple of model arguments, got {type(inputs).__name__}"
-        )
+    _check_train_args(inputs, num_epochs, lr, optimizer)
     device = torch.device(device) if device is not None else try_gpu()
     model = model.to(device)
     inputs = tuple(x.to(device) if isinstance(x, Tensor) else x for x in inputs)
@@ -58,10 +47,7 @@ def train(
     for _ in bar:
         opt.zero_grad()
         loss = loss_fn(model(*inputs), targets)
-        if loss.dim() != 0:
-            raise ValueError(
-                f"loss_fn must return a scalar, got shape {tuple(loss.shape)}"
-            )
+        _check_scalar(loss)
         loss.backward()
         opt.step()
         losses.append(loss.item())
@@ -69,6 +55,26 @@ def train(
         bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
     bar.close()
     return losses
+
+
+def _check_train_args(
+    inputs: object, num_epochs: int, lr: float, optimizer: str
+) -> None:
+    check_positive_int("num_epochs", num_epochs)
+    check_lr(lr)
+    if optimizer not in _OPTIMIZERS:
+        raise ValueError(
+            f"optimizer must be one of {sorted(_OPTIMIZERS)}, got {optimizer!r}"
+        )
+    if not isinstance(inputs, tuple):
+        raise ValueError(
+            f"inputs must be a tuple of model arguments, got {type(inputs).__name__}"
+        )
+
+
+def _check_scalar(loss: Tensor) -> None:
+    if loss.dim() != 0:
+        raise ValueError(f"loss_fn must return a scalar, got shape {tuple(loss.shape)}")
 
 
 def train_seq2seq(
@@ -84,33 +90,35 @@ def train_seq2seq(
     device: torch.device | str | None = None,
     progress: bool | None = None,
 ) -> list[float]:
-    """Minibatch Adam with teacher forcing, gradient clipping and a cosine learning rate (d2l name), chapter 5.
+    """Minibatch Adam with teacher forcing, clipping, a cosine schedule (ch. 5; d2l).
 
-    Shapes: data.X (n, T_src), data.Y (n, T_tgt) -> num_epochs floats (mean training loss per epoch).
+    Shapes: data.X (N, T_src), data.Y (N, T_tgt) -> num_epochs floats (the mean
+    training loss of each epoch).
     """
-    is_int = isinstance(num_epochs, int) and not isinstance(num_epochs, bool)
-    if not is_int or num_epochs < 1:
-        raise ValueError(f"num_epochs must be an int >= 1, got {num_epochs!r}")
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr!r}")
-    if not grad_clip > 0:
-        raise ValueError(f"grad_clip must be > 0, got {grad_clip!r}")
+    _check_seq2seq_args(num_epochs, lr, grad_clip)
     device = torch.device(device) if device is not None else try_gpu()
     net.to(device).train()
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     steps = num_epochs * math.ceil(len(data) / batch_size)
-    # Cosine decay to zero: large steps early, small ones at the end to settle on exact answers.
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
-    generator = torch.Generator().manual_seed(seed)  # the batch order is reproducible and the global RNG untouched
+    # Cosine decay to zero: large steps early, small ones at the end to settle on
+    # exact answers.
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps))
+    )
+    # The batch order is reproducible, and the global random state untouched.
+    generator = torch.Generator().manual_seed(seed)
     losses: list[float] = []
     bar = tqdm(range(num_epochs), desc="train", disable=not progress_enabled(progress))
-    with one_thread_on_cpu(device):  # small matrices: a second CPU thread costs more than it saves
+    # Small matrices: a second CPU thread costs more than it saves.
+    with one_thread_on_cpu(device):
         for _ in bar:
             total, count = 0.0, 0
-            for X, X_valid_len, Y, _ in data.batches(batch_size, shuffle=True, generator=generator):
-                X, X_valid_len, Y = X.to(device), X_valid_len.to(device), Y.to(device)  # (b, T_b), (b,), (b, T)
-                dec_X = teacher_forcing_inputs(Y, tgt_vocab.bos)  # (b, T_tgt)
-                loss = sequence_loss(net(X, dec_X, X_valid_len), Y, tgt_vocab.pad)  # ()
+            for X, X_valid_len, Y, _ in data.batches(batch_size, shuffle=True,
+                                                     generator=generator):
+                # (B, T_src), (B,), (B, T_tgt)
+                X, X_valid_len, Y = X.to(device), X_valid_len.to(device), Y.to(device)
+                dec_X = teacher_forcing_inputs(Y, tgt_vocab.bos)  # (B, T_tgt)
+                loss = sequence_loss(net(X, dec_X, X_valid_len), Y, tgt_vocab.pad)
                 optimizer.zero_grad()
                 loss.backward()
                 nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
@@ -121,3 +129,10 @@ def train_seq2seq(
             bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
     bar.close()
     return losses
+
+
+def _check_seq2seq_args(num_epochs: int, lr: float, grad_clip: float) -> None:
+    check_positive_int("num_epochs", num_epochs)
+    check_lr(lr)
+    if not grad_clip > 0:
+        raise ValueError(f"grad_clip must be > 0, got {grad_clip!r}")

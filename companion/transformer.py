@@ -82,12 +82,13 @@ def _check_ffn_input(ffn: PositionWiseFFN, X: object) -> None:
     layer = ffn.dense1
     if not isinstance(layer, nn.LazyLinear) and X.shape[-1] != layer.in_features:
         raise ValueError(
-            f"X must have {layer.in_features} features (last dim), got X {tuple(X.shape)}"
+            f"X must have {layer.in_features} features (last dim), "
+            f"got X {tuple(X.shape)}"
         )
 
 
 class AddNorm(nn.Module):
-    """Residual connection, then LayerNorm: LN(X + dropout(Y)) (chapter 8, eq. post-pre).
+    """Residual connection, then LayerNorm: LN(X + dropout(Y)) (ch. 8, eq. post-pre).
 
     Shapes: forward(X (..., *norm_shape), Y like X) -> like X; Y is the sublayer's
     output for input X. d2l's name; ``sublayer`` runs a whole sublayer with it.
@@ -185,7 +186,7 @@ def token_embedding(vocab_size: int, num_hiddens: int) -> nn.Embedding:
 def embed_tokens(
     embedding: nn.Embedding, positions: nn.Module, X: Tensor, offset: int = 0
 ) -> Tensor:
-    """Token vectors times sqrt(d), plus the positions offset, offset + 1, ... (ch. 8-9).
+    """Token vectors times sqrt(d), plus positions offset, offset + 1, ... (ch. 8-9).
 
     Shapes: X (B, n) token ids -> (B, n, d). The input step of the encoder and of
     chapter 9's decoder, whose offset counts the positions already decoded.
@@ -205,7 +206,7 @@ def check_token_ids(X: object) -> None:
 
 
 class TransformerEncoder(nn.Module):
-    """Embedding times sqrt(d), positions, then num_blks encoder blocks (chapter 8; d2l).
+    """Embedding times sqrt(d), positions, then num_blks encoder blocks (ch. 8; d2l).
 
     Shapes: forward(X (B, n) token ids, valid_lens None or (B,)) -> (B, n, d).
     A pre-norm stack ends with a LayerNorm: its residual stream is otherwise never
@@ -241,7 +242,7 @@ class TransformerEncoder(nn.Module):
         self.attention_weights: list[Optional[Tensor]] = [None] * num_blks
 
     def forward(self, X: Tensor, valid_lens: Optional[Tensor] = None) -> Tensor:
-        """Embed, add positions, run the blocks; each block's attention weights are kept.
+        """Embed, add positions, run the blocks, keeping each block's attention weights.
 
         Shapes: X (B, n) -> (B, n, d); self.attention_weights[i] (B, h, n, n).
         """
@@ -278,15 +279,15 @@ def load_torch_encoder_layer(
             )
         ours.weight.copy_(theirs.weight)
         ours.bias.copy_(theirs.bias)
-    for ours, theirs in ((block.addnorm1.ln, layer.norm1), (block.addnorm2.ln, layer.norm2)):
-        ours.eps = theirs.eps
+    block.addnorm1.ln.eps, block.addnorm2.ln.eps = layer.norm1.eps, layer.norm2.eps
     return block
 
 
 def _check_same_layer_kind(block: TransformerEncoderBlock, layer: object) -> None:
     if not isinstance(layer, nn.TransformerEncoderLayer):
         raise ValueError(
-            f"layer must be a torch.nn.TransformerEncoderLayer, got {type(layer).__name__}"
+            "layer must be a torch.nn.TransformerEncoderLayer, "
+            f"got {type(layer).__name__}"
         )
     if layer.norm_first != block.norm_first:
         raise ValueError(
@@ -296,5 +297,6 @@ def _check_same_layer_kind(block: TransformerEncoderBlock, layer: object) -> Non
     # torch stores the activation as a function (F.relu by default) or a module.
     if layer.activation is not F.relu and not isinstance(layer.activation, nn.ReLU):
         raise ValueError(
-            f"PositionWiseFFN uses ReLU, got a layer with activation {layer.activation!r}"
+            "PositionWiseFFN uses ReLU, "
+            f"got a layer with activation {layer.activation!r}"
         )

@@ -134,7 +134,7 @@ class TransformerDecoderState:
 
 
 class TransformerDecoder(nn.Module):
-    """Embedding, positions, num_blks decoder blocks, a linear read-out (chapter 9; d2l).
+    """Embedding, positions, num_blks decoder blocks, a linear read-out (ch. 9; d2l).
 
     Shapes: forward(X (B, n) token ids, state) -> logits (B, n, V), state.
     positions: "sinusoidal" (chapter 7's table) or "learned" (a table of max_len rows,

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 __all__ = [
-    "try_gpu", "cpu", "gpu", "set_seed", "SourceCode", "show_source", "progress_enabled",
-    "one_thread_on_cpu",
+    "try_gpu", "cpu", "gpu", "set_seed", "SourceCode", "show_source",
+    "progress_enabled", "one_thread_on_cpu",
 ]
 
 
@@ -70,7 +70,7 @@ def gpu(i: int = 0) -> torch.device:
 
 
 def try_gpu(i: int = 0) -> torch.device:
-    """cuda:i if that GPU exists, else the CPU: chapter code runs anywhere (d2l name)."""
+    """cuda:i if that GPU exists, else the CPU: chapter code runs anywhere (d2l)."""
     check_non_negative_int("gpu index", i)
     if torch.cuda.is_available() and torch.cuda.device_count() > i:
         return gpu(i)
@@ -78,7 +78,7 @@ def try_gpu(i: int = 0) -> torch.device:
 
 
 def set_seed(seed: int) -> None:
-    """Seed Python, NumPy and PyTorch (CPU and CUDA): chapter outputs are reproducible."""
+    """Seed Python, NumPy and PyTorch (CPU and CUDA): chapters give the same output."""
     check_non_negative_int("seed", seed)
     random.seed(seed)
     np.random.seed(seed)

@@ -108,9 +108,9 @@ def test_masked_softmax_differs_from_uniform_on_empty_rows():
     [
         (torch.zeros(3, 4), torch.tensor([1, 2, 3]), r"X must be 3-D, got shape \(3, 4\)"),
         (torch.zeros(2, 3, 4), torch.tensor([1, 2, 3]), r"batch size 2 .* got valid_lens \(3,\)"),
-        (torch.zeros(2, 3, 4), torch.tensor([[1, 2], [3, 4]]), r"shape \(batch, n_q\) with n_q = 3, got \(2, 2\)"),
+        (torch.zeros(2, 3, 4), torch.tensor([[1, 2], [3, 4]]), r"shape \(B, n_q\) with n_q = 3, got \(2, 2\)"),
         (torch.zeros(2, 3, 4), torch.zeros(2, 3, 1, dtype=torch.long),
-         r"\(batch,\) or \(batch, n_q\), got \(2, 3, 1\)"),
+         r"\(B,\) or \(B, n_q\), got \(2, 3, 1\)"),
         (torch.zeros(2, 3, 4), torch.tensor([1, -1]), r"\[0, n_k\] = \[0, 4\], got values from -1 to 1"),
         (torch.zeros(2, 3, 4), torch.tensor([1, 5]), r"\[0, 4\], got values from 1 to 5"),
         (torch.zeros(2, 3, 4), torch.tensor([1.0, 2.0]), r"must hold integers .* torch.float32"),

@@ -208,8 +208,8 @@ def test_encode_sources_matches_the_split_encoding(data):
     "kwargs, message",
     [
         ({"n_train": 0}, r"n_train must be >= 1"),
-        ({"n_valid": -1}, r"n_valid must be an int >= 0, got -1"),
-        ({"n_test": 2.5}, r"n_test must be an int >= 0, got 2.5"),
+        ({"n_valid": -1}, r"n_valid must be a non-negative int, got -1"),
+        ({"n_test": 2.5}, r"n_test must be a non-negative int, got 2.5"),
         ({"formats": ["compact", "roman"]}, r"keys of DATE_FORMATS, got unknown \['roman'\]"),
         ({"formats": []}, r"non-empty list"),
         ({"n_train": 40000}, r"at most 36525 examples fit"),

@@ -130,7 +130,7 @@ def split_in_place(X, h):
         (split_not_folded, r"not folded into the batch"),
         (split_not_permuted_4d, r"you returned \(b, n, h, d // h\)"),
         (split_wrong_sizes, r"must multiply to the number of elements"),
-        (split_in_place, r"changed its input in place"),
+        (split_in_place, r"changed its input `X` in place"),
     ],
 )
 def test_split_checks_name_the_mistake(check, fn, hint):

@@ -187,5 +187,5 @@ def test_step_check_rejects_a_change_to_its_input():
         K_cache.add_(1.0)
         return step_ok(q, k, v, K_cache - 1.0, V_cache)
 
-    with pytest.raises(AssertionError, match=r"changed its inputs in place"):
+    with pytest.raises(AssertionError, match=r"changed its input `K_cache` in place"):
         ex.check_cached_attention_step_small(in_place)

@@ -100,7 +100,7 @@ def test_train_tagger_restores_the_thread_count():
     [
         (dict(num_steps=0, lr=1e-3), r"num_steps must be a positive int"),
         (dict(num_steps=1, lr=0.0), r"lr must be > 0, got 0.0"),
-        (dict(num_steps=1, lr=1e-3, warmup_steps=-1), r"warmup_steps must be an int >= 0"),
+        (dict(num_steps=1, lr=1e-3, warmup_steps=-1), r"warmup_steps must be a non-negative int"),
         (dict(num_steps=1, lr=1e-3, batch_size=0), r"batch_size must be a positive int"),
     ],
 )

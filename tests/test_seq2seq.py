@@ -155,7 +155,7 @@ def test_decoding_step_by_step_equals_one_pass(gru_batch, attention):
 def test_teacher_forcing_inputs_shift_right_behind_bos():
     Y = torch.tensor([[5, 6, 7, 2], [8, 9, 4, 2]])
     assert torch.equal(teacher_forcing_inputs(Y, 1), torch.tensor([[1, 5, 6, 7], [1, 8, 9, 4]]))
-    with pytest.raises(ValueError, match=r"\(batch, time\) tensor of indices, got shape \(4,\)"):
+    with pytest.raises(ValueError, match=r"\(B, T\) tensor of indices, got shape \(4,\)"):
         teacher_forcing_inputs(Y[0], 1)
 
 

@@ -84,7 +84,7 @@ def test_train_moves_model_to_requested_device(line_problem):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"num_epochs": 0}, "num_epochs must be an int >= 1, got 0"),
+        ({"num_epochs": 0}, "num_epochs must be a positive int, got 0"),
         ({"lr": 0.0}, "lr must be > 0, got 0.0"),
         ({"lr": -0.1}, "lr must be > 0, got -0.1"),
         ({"optimizer": "rmsprop"}, r"optimizer must be one of \['adam', 'sgd'\], got 'rmsprop'"),
@@ -136,7 +136,7 @@ def test_training_is_deterministic_for_a_seed(tiny_dates):
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"num_epochs": 0}, r"num_epochs must be an int >= 1, got 0"), ({"lr": 0.0}, r"lr must be > 0, got 0.0"),
+    [({"num_epochs": 0}, r"num_epochs must be a positive int, got 0"), ({"lr": 0.0}, r"lr must be > 0, got 0.0"),
      ({"grad_clip": -1.0}, r"grad_clip must be > 0, got -1.0"), ({"num_epochs": 1.5}, r"got 1.5")],
 )
 def test_train_seq2seq_rejects_bad_arguments(tiny_dates, kwargs, message):

@@ -1,11 +1,4 @@
-"""Checks for the exercises of chapter 4, attention scoring functions.
-
-Each ``check_*`` function runs the learner's function on a few inputs, compares
-the result with the companion's reference and, when they differ, raises
-``AssertionError`` with a hint that names the likely mistake. The ``*_small``
-checks are public (``grader.check``); the ``*_thorough`` checks are hidden and
-count at grading time.
-"""
+"""Checks for the exercises of chapter 4, attention scoring functions (how a check works: companion.exercises)."""
 
 from __future__ import annotations
 
@@ -18,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from companion.attention import DotProductAttention, masked_softmax, valid_lens_to_mask
-from companion.exercises import expect_close, run_limited
+from companion.exercises import backpropagate, call_on_copies, expect_close, expect_differentiable
 
 __all__ = [
     "reference_additive_scores",
@@ -33,12 +26,6 @@ __all__ = [
 _MS = "masked_softmax"
 _AS = "additive_scores"
 _SDP = "scaled_dot_product_attention"
-
-
-def _inputs_unchanged(name: str, given: tuple[Any, ...], original: tuple[Any, ...]) -> None:
-    for a, b in zip(given, original):
-        if isinstance(b, Tensor) and not torch.equal(a.detach(), b):
-            raise AssertionError(f"`{name}` changed its inputs in place: compute new tensors instead.")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -69,8 +56,8 @@ def _ms_mistakes(X: Tensor, lens: Tensor) -> dict[str, Tensor]:
 
 
 def _expect_ms(fn: Any, X: Tensor, lens: Tensor, seconds: float, grad: bool = False) -> None:
-    given = (X.clone().requires_grad_(grad), lens.clone())
-    actual = run_limited(fn, *given, name=_MS, seconds=seconds)
+    leaf = X.clone().requires_grad_(grad)  # the learner gets a copy of it; the gradient reaches it
+    actual = call_on_copies(fn, leaf, lens, name=_MS, seconds=seconds)
     empty = bool((lens == 0).any())
     if isinstance(actual, Tensor) and actual.is_floating_point() and torch.isnan(actual.detach()).any() and empty:
         raise AssertionError(
@@ -79,21 +66,12 @@ def _expect_ms(fn: Any, X: Tensor, lens: Tensor, seconds: float, grad: bool = Fa
             "torch.finfo(X.dtype).min), then multiply the weights by the mask."
         )
     expect_close(actual, masked_softmax(X, lens), name=_MS, mistakes=_ms_mistakes(X, lens))
-    _inputs_unchanged(_MS, given, (X, lens))
     if grad:
-        if not actual.requires_grad:
-            raise AssertionError(
-                f"`{_MS}` returned weights that do not depend on X, so no gradient reaches the scores: stay in "
-                "torch (no .detach(), .numpy() or torch.tensor(...) on X)."
-            )
+        expect_differentiable(actual, name=_MS, needs="the weights must depend on X, so that a gradient reaches "
+                              "the scores")
         upstream = torch.linspace(-1, 1, X.numel(), dtype=X.dtype).reshape(X.shape)
-        try:
-            (actual * upstream).sum().backward()
-        except RuntimeError as err:
-            raise AssertionError(
-                f"`{_MS}` breaks autograd ({err}): avoid in-place changes of tensors that need a gradient."
-            ) from None
-        if torch.isnan(given[0].grad).any():
+        backpropagate(actual, upstream, name=_MS)
+        if torch.isnan(leaf.grad).any():
             raise AssertionError(
                 f"`{_MS}` gives NaN gradients for a query with valid length 0: the forward pass looks right, but "
                 "a -inf fill (even when its NaNs are replaced afterwards) makes the backward pass 0/0. Fill the "
@@ -101,7 +79,7 @@ def _expect_ms(fn: Any, X: Tensor, lens: Tensor, seconds: float, grad: bool = Fa
             )
         ref_X = X.clone().requires_grad_()
         (masked_softmax(ref_X, lens) * upstream).sum().backward()
-        expect_close(given[0].grad, ref_X.grad, name=f"the gradient of {_MS}")
+        expect_close(leaf.grad, ref_X.grad, name=f"the gradient of {_MS}")
 
 
 def check_masked_softmax_small(fn: Callable[[Tensor, Tensor], Tensor], *, seconds: float = 10.0) -> None:
@@ -174,21 +152,15 @@ def _as_mistakes(queries: Tensor, keys: Tensor, W_q: Tensor, W_k: Tensor, w_v: T
 
 def _expect_as(fn: Any, queries: Tensor, keys: Tensor, W_q: Tensor, W_k: Tensor, w_v: Tensor, seconds: float) -> None:
     original = (queries, keys, W_q, W_k, w_v)
-    given = tuple(t.clone() for t in original)
     h = W_q.shape[0]
-    try:
-        actual = run_limited(fn, *given, name=_AS, seconds=seconds)
-    except AssertionError as err:
-        message = str(err).rstrip(".")
-        if "cannot be multiplied" in message or "size of tensor" in message:
-            raise AssertionError(
-                f"{message}. Shapes: queries (batch, n_q, {queries.shape[-1]}), W_q ({h}, {W_q.shape[1]}), so "
-                f"queries @ W_q.T is (batch, n_q, {h}); the same for the keys with W_k; then "
-                "q.unsqueeze(2) + k.unsqueeze(1) is (batch, n_q, n_k, h)."
-            ) from None
-        raise
+    shapes = (
+        f"Shapes: queries (batch, n_q, {queries.shape[-1]}), W_q ({h}, {W_q.shape[1]}), so queries @ W_q.T is "
+        f"(batch, n_q, {h}); the same for the keys with W_k; then q.unsqueeze(2) + k.unsqueeze(1) is "
+        "(batch, n_q, n_k, h)."
+    )
+    actual = call_on_copies(fn, *original, name=_AS, seconds=seconds,
+                            hints={"cannot be multiplied": shapes, "size of tensor": shapes})
     expect_close(actual, reference_additive_scores(*original), name=_AS, mistakes=_as_mistakes(*original))
-    _inputs_unchanged(_AS, given, original)
 
 
 def _as_case(gen: torch.Generator, b: int, n_q: int, n_k: int, q: int, k: int, h: int,
@@ -214,12 +186,8 @@ def check_additive_scores_thorough(fn: Callable[..., Tensor], *, seconds: float 
     _expect_as(fn, *_as_case(gen, 2, 3, 5, 4, 6, 8, dtype=torch.float64), seconds)
     # Chapter 5 trains through this score: the result must keep the autograd graph.
     case = [t.requires_grad_() for t in _as_case(gen, 2, 2, 3, 4, 3, 5)]
-    out = run_limited(fn, *case, name=_AS, seconds=seconds)
-    if not isinstance(out, Tensor) or not out.requires_grad:
-        raise AssertionError(
-            f"`{_AS}` breaks autograd: the scores must depend on W_q, W_k and w_v. Stay in torch "
-            "(no .numpy(), .item(), .detach())."
-        )
+    out = call_on_copies(fn, *case, name=_AS, seconds=seconds)
+    expect_differentiable(out, name=_AS, needs="the scores must depend on W_q, W_k and w_v")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -268,15 +236,13 @@ def _sdp_mistakes(queries: Tensor, keys: Tensor, values: Tensor, lens: Optional[
 def _expect_sdp(fn: Any, queries: Tensor, keys: Tensor, values: Tensor, lens: Optional[Tensor],
                 seconds: float) -> None:
     original = (queries, keys, values, lens)
-    given = tuple(None if t is None else t.clone() for t in original)
-    actual = run_limited(fn, *given, name=_SDP, seconds=seconds)
+    actual = call_on_copies(fn, *original, name=_SDP, seconds=seconds)
     if isinstance(actual, Tensor) and actual.is_floating_point() and torch.isnan(actual.detach()).any():
         raise AssertionError(
             f"`{_SDP}` returned NaN: a query with valid length 0 sees no key, and a softmax over scores that are all "
             "-inf is 0/0. Use companion.masked_softmax, which gives such a query zero weights."
         )
     expect_close(actual, _sdp(*original), name=_SDP, mistakes=_sdp_mistakes(*original))
-    _inputs_unchanged(_SDP, given, original)
 
 
 def _sdp_case(gen: torch.Generator, b: int, n_q: int, n_k: int, d: int, v: int,
@@ -304,6 +270,6 @@ def check_scaled_dot_product_thorough(fn: Callable[..., Tensor], *, seconds: flo
         _expect_sdp(fn, *case, torch.randint(1, n_k + 1, (b, n_q), generator=gen), seconds)
     case = _sdp_case(gen, 2, 3, 4, 6, 2, dtype=torch.float64)
     _expect_sdp(fn, *case, torch.tensor([3, 4]), seconds)
-    expect_close(run_limited(fn, *case, None, name=_SDP, seconds=seconds),
+    expect_close(call_on_copies(fn, *case, None, name=_SDP, seconds=seconds),
                  F.scaled_dot_product_attention(*case), name=_SDP)
     _expect_sdp(fn, *_sdp_case(gen, 2, 3, 5, 4, 3), torch.tensor([[0, 2, 5], [3, 0, 1]]), seconds)

@@ -1,11 +1,4 @@
-"""Checks for the exercises of chapter 6, multi-head attention.
-
-Each ``check_*`` function runs the learner's function on a few inputs, compares
-the result with the companion's reference and, when they differ, raises
-``AssertionError`` with a hint that names the likely mistake. The ``*_small``
-checks are public (``grader.check``); the ``*_thorough`` checks are hidden and
-count at grading time.
-"""
+"""Checks for the exercises of chapter 6, multi-head attention (how a check works: companion.exercises)."""
 
 from __future__ import annotations
 
@@ -16,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from companion.exercises import expect_close, run_limited
+from companion.exercises import call_on_copies, expect_close, expect_differentiable, expect_returned
 from companion.multihead import MultiHeadAttention, transpose_output, transpose_qkv
 
 __all__ = [
@@ -33,28 +26,11 @@ _SPLIT = "split_heads"
 _MERGE = "merge_heads"
 _COUNT = "mha_num_parameters"
 
-
-def _call_reshaping(fn: Any, X: Tensor, num_heads: int, name: str, seconds: float) -> Any:
-    """Run fn(X, num_heads) on a copy; turn the usual reshape errors into hints; check X is unchanged."""
-    given = X.clone()
-    try:
-        actual = run_limited(fn, given, num_heads, name=name, seconds=seconds)
-    except AssertionError as err:
-        message = str(err).rstrip(".")
-        if "view size is not compatible" in message:
-            raise AssertionError(
-                f"{message}. After permute the tensor is no longer contiguous in memory, so .view cannot fold "
-                "its axes: use .reshape (which copies when it must), or .contiguous().view."
-            ) from None
-        if "is invalid for input of size" in message:
-            raise AssertionError(
-                f"{message}. The sizes of a reshape must multiply to the number of elements: check which axis "
-                "holds num_heads and which holds num_hiddens // num_heads."
-            ) from None
-        raise
-    if not torch.equal(given, X):
-        raise AssertionError(f"`{name}` changed its input in place: compute a new tensor instead.")
-    return actual
+# On top of TORCH_HINTS (e.g. .view after permute): what the sizes of a head reshape are.
+_HEAD_SIZES = {
+    "is invalid for input of size": "The sizes of a reshape must multiply to the number of elements: check which "
+                                    "axis holds num_heads and which holds num_hiddens // num_heads.",
+}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -85,7 +61,7 @@ def _split_mistakes(X: Tensor, h: int) -> dict[str, Tensor]:
 
 
 def _expect_split(fn: Any, X: Tensor, h: int, seconds: float) -> None:
-    actual = _call_reshaping(fn, X, h, _SPLIT, seconds)
+    actual = call_on_copies(fn, X, h, name=_SPLIT, seconds=seconds, hints=_HEAD_SIZES)
     expect_close(actual, transpose_qkv(X, h), name=_SPLIT, mistakes=_split_mistakes(X, h), atol=0, rtol=0)
 
 
@@ -112,12 +88,8 @@ def check_split_heads_thorough(fn: Callable[[Tensor, int], Tensor], *, seconds: 
     # A transposed view, as a tensor often is after an earlier permute: .view on it fails.
     _expect_split(fn, torch.randn(2, 8, 4, generator=gen).transpose(1, 2), 4, seconds)
     X = torch.randn(2, 3, 8, generator=gen, requires_grad=True)
-    out = run_limited(fn, X, 2, name=_SPLIT, seconds=seconds)
-    if not isinstance(out, Tensor) or not out.requires_grad:
-        raise AssertionError(
-            f"`{_SPLIT}` breaks autograd: the heads must stay connected to X. Use reshape and permute, not "
-            ".detach(), .numpy() or torch.tensor(...)."
-        )
+    out = call_on_copies(fn, X, 2, name=_SPLIT, seconds=seconds, hints=_HEAD_SIZES)
+    expect_differentiable(out, name=_SPLIT, needs="the heads must stay connected to X (reshape and permute do)")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -145,7 +117,7 @@ def _merge_mistakes(Y: Tensor, h: int) -> dict[str, Tensor]:
 
 
 def _expect_merge(fn: Any, Y: Tensor, h: int, seconds: float) -> None:
-    actual = _call_reshaping(fn, Y, h, _MERGE, seconds)
+    actual = call_on_copies(fn, Y, h, name=_MERGE, seconds=seconds, hints=_HEAD_SIZES)
     expect_close(actual, transpose_output(Y, h), name=_MERGE, mistakes=_merge_mistakes(Y, h), atol=0, rtol=0)
 
 
@@ -168,7 +140,7 @@ def check_merge_heads_thorough(fn: Callable[[Tensor, int], Tensor], *, seconds: 
     _expect_merge(fn, torch.randn(4, 5, 6, generator=gen).transpose(1, 2), 2, seconds)
     X = torch.randn(3, 4, 12, generator=gen)
     for h in (1, 2, 3, 4, 6, 12):
-        back = _call_reshaping(fn, transpose_qkv(X, h), h, _MERGE, seconds)
+        back = call_on_copies(fn, transpose_qkv(X, h), h, name=_MERGE, seconds=seconds, hints=_HEAD_SIZES)
         expect_close(back, X, name=f"{_MERGE}(transpose_qkv(X, {h}), {h})", mistakes=None, atol=0, rtol=0)
 
 
@@ -179,10 +151,7 @@ def check_merge_heads_thorough(fn: Callable[[Tensor, int], Tensor], *, seconds: 
 
 def reference_num_parameters(num_hiddens: int, num_heads: int, query_size: int, key_size: int,
                              value_size: int, bias: bool) -> int:
-    """Parameters of MultiHeadAttention, counted on the module itself (chapter 6).
-
-    Shapes: none (integers in, an integer out).
-    """
+    """Parameters of MultiHeadAttention, counted on the module itself (chapter 6)."""
     mha = MultiHeadAttention(num_hiddens, num_heads, 0.0, bias=bias, query_size=query_size,
                              key_size=key_size, value_size=value_size)
     return sum(p.numel() for p in mha.parameters())
@@ -217,14 +186,9 @@ def _count_mistakes(d: int, h: int, q: int, k: int, v: int, bias: bool) -> dict[
 
 def _expect_count(fn: Any, d: int, h: int, q: int, k: int, v: int, bias: bool, seconds: float) -> None:
     args = dict(num_hiddens=d, num_heads=h, query_size=q, key_size=k, value_size=v, bias=bias)
-    actual = run_limited(fn, d, h, q, k, v, bias, name=_COUNT, seconds=seconds)
+    actual = call_on_copies(fn, d, h, q, k, v, bias, name=_COUNT, seconds=seconds)
     case = ", ".join(f"{key}={val}" for key, val in args.items())
-    if actual is None:
-        raise AssertionError(
-            f"`{_COUNT}` returned None: replace the `...` with your code, and end it with a `return` statement."
-        )
-    if actual is Ellipsis:
-        raise AssertionError(f"`{_COUNT}` returned `...`: replace the `...` with your code.")
+    expect_returned(actual, name=_COUNT)
     if isinstance(actual, Tensor) and actual.numel() == 1:
         actual = actual.item()
     if isinstance(actual, bool) or not isinstance(actual, (int, float)) or (
@@ -241,14 +205,14 @@ def _expect_count(fn: Any, d: int, h: int, q: int, k: int, v: int, bias: bool, s
 
 
 def check_num_parameters_small(fn: Callable[..., int], *, seconds: float = 10.0) -> None:
-    """Public check: the chapter's module sizes, with and without biases.  Shapes: none."""
+    """Public check: the chapter's module sizes, with and without biases."""
     _expect_count(fn, 12, 3, 10, 8, 8, False, seconds)
     _expect_count(fn, 12, 3, 10, 8, 8, True, seconds)
     _expect_count(fn, 16, 4, 16, 16, 16, True, seconds)
 
 
 def check_num_parameters_thorough(fn: Callable[..., int], *, seconds: float = 10.0) -> None:
-    """Hidden check: random sizes, one head, one feature per head, a GPT-2-sized layer.  Shapes: none."""
+    """Hidden check: random sizes, one head, one feature per head, a GPT-2-sized layer."""
     gen = torch.Generator().manual_seed(9)
     for h in (1, 2, 5, 10):
         q, k, v = (int(s) for s in torch.randint(1, 30, (3,), generator=gen))

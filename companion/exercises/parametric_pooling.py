@@ -1,9 +1,6 @@
 """Checks for the exercises of chapter 3 (parametric attention pooling): batched weighted sums, leave-one-out keys.
 
-Each ``check_*`` function calls the learner's code under a time limit, compares
-it with the reference and raises ``AssertionError`` with a hint that names the
-likely mistake. ``*_small`` checks are public (``grader.check``); ``*_thorough``
-checks are hidden and try more shapes, seeds and edge cases.
+How a check works: companion.exercises.
 """
 
 from __future__ import annotations
@@ -16,7 +13,7 @@ import torch
 from torch import Tensor
 
 from ..pooling import leave_one_out
-from . import expect_close, run_limited
+from . import backpropagate, call_on_copies, expect_close, expect_differentiable
 
 __all__ = [
     "reference_batched_weighted_sum",
@@ -125,31 +122,20 @@ def _bmm_size_hint(message: str, n: int, m: int, d: int) -> str:
 
 
 def _call_bws(fn: Any, weights: Tensor, values: Tensor, seconds: float) -> Any:
-    """Run the learner's function on copies; turn torch's shape errors into hints."""
+    """Run the learner's function on copies; name the mistake behind torch's shape errors."""
     n, m, d = values.shape
-    try:
-        return run_limited(fn, weights.clone(), values.clone(), name=_BWS, seconds=seconds)
-    except AssertionError as err:
-        message = str(err).rstrip(".")
-        if "batch1 must be a 3D" in message:
-            raise AssertionError(
-                f"{message}. torch.bmm multiplies batches of matrices, so the weights (n, m) need a new axis: "
-                "weights.unsqueeze(1) is (n, 1, m), a row of weights per query."
-            ) from None
-        if "batch2 must be a 3D" in message:
-            raise AssertionError(
-                f"{message}. The values (n, m, d) already are a batch of matrices, one (m, d) per query: pass them "
-                "to torch.bmm as they are; only the weights need a new axis, weights.unsqueeze(1)."
-            ) from None
-        if "batch2 tensor to be" in message:
-            raise AssertionError(f"{message}. {_bmm_size_hint(message, n, m, d)}") from None
-        if "must match the size of tensor" in message:
-            raise AssertionError(
-                f"{message}. weights (n, m) times values (n, m, d) lines the axes up from the right, m against d. "
-                "With torch.bmm, weights.unsqueeze(1) is (n, 1, m); for an elementwise product, "
-                "weights.unsqueeze(-1) is (n, m, 1)."
-            ) from None
-        raise
+    hints = {
+        "batch1 must be a 3D": "torch.bmm multiplies batches of matrices, so the weights (n, m) need a new axis: "
+                               "weights.unsqueeze(1) is (n, 1, m), a row of weights per query.",
+        "batch2 must be a 3D": "The values (n, m, d) already are a batch of matrices, one (m, d) per query: pass "
+                               "them to torch.bmm as they are; only the weights need a new axis, "
+                               "weights.unsqueeze(1).",
+        "batch2 tensor to be": lambda message: _bmm_size_hint(message, n, m, d),
+        "must match the size of tensor": "weights (n, m) times values (n, m, d) lines the axes up from the right, "
+                                         "m against d. With torch.bmm, weights.unsqueeze(1) is (n, 1, m); for an "
+                                         "elementwise product, weights.unsqueeze(-1) is (n, m, 1).",
+    }
+    return call_on_copies(fn, weights, values, name=_BWS, seconds=seconds, hints=hints)
 
 
 def _expect_bws(fn: Any, weights: Tensor, values: Tensor, seconds: float) -> Tensor:
@@ -202,18 +188,9 @@ def check_batched_weighted_sum_thorough(fn: Callable[[Tensor, Tensor], Tensor], 
     weights, values = _random_case(gen, 3, 4, 2)
     weights.requires_grad_()
     values.requires_grad_()
-    try:
-        out = run_limited(fn, weights, values, name=_BWS, seconds=seconds)
-        if not isinstance(out, Tensor) or not out.requires_grad:
-            raise RuntimeError("no gradient")
-        out.sum().backward()
-        if weights.grad is None or values.grad is None:
-            raise RuntimeError("no gradient")
-    except (AssertionError, RuntimeError):
-        raise AssertionError(
-            f"`{_BWS}` breaks autograd: gradients cannot flow back to the weights and the values. Stay in torch "
-            "(no .numpy(), .item(), .detach() or torch.tensor(...) on the inputs)."
-        ) from None
+    out = _call_bws(fn, weights, values, seconds)
+    expect_differentiable(out, name=_BWS, needs="gradients must flow back to the weights and the values")
+    backpropagate(out, name=_BWS, reaches={"the weights": weights, "the values": values})
     # d(sum of all outputs)/d weights[i, j] = sum_k values[i, j, k];  d/d values[i, j, k] = weights[i, j]
     expect_close(weights.grad, values.detach().sum(-1), name=f"the gradient of {_BWS} with respect to the weights")
     expect_close(
@@ -269,31 +246,10 @@ def _diagnose_loo(actual: Tensor, x: Tensor) -> None:
 
 
 def _expect_loo(fn: Any, x: Tensor, seconds: float, duplicates: bool = False) -> Tensor:
-    n = x.shape[0]
     try:
-        actual = run_limited(fn, x.clone(), name=_LOO, seconds=seconds)
+        actual = call_on_copies(fn, x, name=_LOO, seconds=seconds)
+        _expect_loo_values(actual, x, diagnose=not duplicates)
     except AssertionError as err:
-        if duplicates:
-            raise AssertionError(
-                f"{err} (on an x with repeated values: remove element i by its position, not by its value; "
-                "x[x != x[i]] removes every copy)"
-            ) from None
-        raise
-    expected = reference_leave_one_out_keys(x)
-    full = x.expand(n, n)  # (n, n): every row holds every element
-    mistakes = {
-        "row i still holds x[i]: remove the diagonal so that each row holds the n-1 OTHER elements, "
-        "shape (n, n-1).": full,
-        "the result has shape (n-1, n), the transpose: one row per element of x is wanted, (n, n-1).":
-            expected.T,
-        "the result is flat: reshape the kept elements to (n, n-1).": expected.reshape(-1),
-    }
-    try:
-        # The answer copies elements of x, so it must match exactly (rtol only forgives a float32 round trip).
-        expect_close(actual, expected, name=_LOO, mistakes=mistakes, atol=0, rtol=1e-6)
-    except AssertionError as err:
-        if isinstance(actual, Tensor) and actual.shape == expected.shape and not duplicates:
-            _diagnose_loo(actual, x)
         if duplicates:
             raise AssertionError(
                 f"{err} (on an x with repeated values: remove element i by its position, not by its value; "
@@ -306,6 +262,27 @@ def _expect_loo(fn: Any, x: Tensor, seconds: float, duplicates: bool = False) ->
             "a new tensor, so the dtype (and the device) stay those of x."
         )
     return actual
+
+
+def _expect_loo_values(actual: Any, x: Tensor, diagnose: bool) -> None:
+    """Compare with the reference; ``diagnose``: name which element each row left out (x has distinct values)."""
+    n = x.shape[0]
+    expected = reference_leave_one_out_keys(x)
+    full = x.expand(n, n)  # (n, n): every row holds every element
+    mistakes = {
+        "row i still holds x[i]: remove the diagonal so that each row holds the n-1 OTHER elements, "
+        "shape (n, n-1).": full,
+        "the result has shape (n-1, n), the transpose: one row per element of x is wanted, (n, n-1).":
+            expected.T,
+        "the result is flat: reshape the kept elements to (n, n-1).": expected.reshape(-1),
+    }
+    try:
+        # The answer copies elements of x, so it must match exactly (rtol only forgives a float32 round trip).
+        expect_close(actual, expected, name=_LOO, mistakes=mistakes, atol=0, rtol=1e-6)
+    except AssertionError:
+        if diagnose and isinstance(actual, Tensor) and actual.shape == expected.shape:
+            _diagnose_loo(actual, x)
+        raise
 
 
 def check_leave_one_out_keys_small(fn: Callable[[Tensor], Tensor], *, seconds: float = 10.0) -> None:

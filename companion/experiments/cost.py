@@ -1,5 +1,5 @@
-"""Chapter 9's measurements of cost: decoding time with and without the KV cache, and the arithmetic of one
-training step per token."""
+"""Chapter 9's measurements of cost: decoding time with and without the KV cache, and
+the arithmetic of one training step per token."""
 from __future__ import annotations
 
 import math
@@ -19,63 +19,86 @@ __all__ = ["time_decoding", "training_flops_per_token"]
 
 
 def time_decoding(
-    net: TransformerEncoderDecoder, X: Tensor, X_valid_len: Tensor, steps: Sequence[int], *, repeats: int = 3,
+    net: TransformerEncoderDecoder,
+    X: Tensor,
+    X_valid_len: Tensor,
+    steps: Sequence[int],
+    *,
+    repeats: int = 3,
 ) -> dict[bool, list[float]]:
-    """Best wall-clock seconds of greedy decoding of m steps, with and without the KV cache, for each m (chapter 9).
+    """Best seconds of greedy decoding of m steps, with and without the cache (ch. 9).
 
-    Shapes: X (batch, T_src), X_valid_len (batch,) -> {use_cache: [seconds for each m in steps]}. Decoding never
-    stops early at <eos>. Each measurement is the best of `repeats` runs, and the runs are interleaved (every m and
-    both modes once, then again), so a burst of other work on the machine spoils one run, not all of them.
+    Shapes: X (B, T_src), X_valid_len (B,) -> {use_cache: [seconds for each m in
+    steps]}. Decoding never stops early at <eos>. Each measurement is the best of
+    `repeats` runs, and the runs are interleaved (every m and both modes once, then
+    again), so a burst of other work on the machine spoils one run, not all of them.
     """
-    check_positive_int("repeats", repeats)
-    steps = list(steps)
-    if not steps:
-        raise ValueError("steps must hold at least one number of steps, got an empty sequence")
-    for m in steps:
-        check_positive_int("each number of steps", m)
+    steps = _checked_steps(steps, repeats)
     device = next(net.parameters()).device
     best = {use_cache: [math.inf] * len(steps) for use_cache in (False, True)}
     with one_thread_on_cpu(device):
         for _ in range(repeats):
             for i, m in enumerate(steps):
                 for use_cache in (False, True):
-                    if device.type == "cuda":
-                        torch.cuda.synchronize(device)
+                    _synchronize(device)
                     start = time.perf_counter()
-                    # Every Vocab has the same <bos> and <eos>; <eos> ends nothing here (stop_at_eos=False).
-                    transformer_greedy_decode(net, X, X_valid_len, BOS, EOS, m, use_cache=use_cache,
-                                              stop_at_eos=False)
-                    if device.type == "cuda":
-                        torch.cuda.synchronize(device)  # GPU work is asynchronous: wait for it before reading the clock
-                    best[use_cache][i] = min(best[use_cache][i], time.perf_counter() - start)
+                    # Every Vocab has the same <bos> and <eos>; <eos> ends nothing here.
+                    transformer_greedy_decode(net, X, X_valid_len, BOS, EOS, m,
+                                              use_cache=use_cache, stop_at_eos=False)
+                    _synchronize(device)
+                    elapsed = time.perf_counter() - start
+                    best[use_cache][i] = min(best[use_cache][i], elapsed)
     return best
 
 
-def training_flops_per_token(
-    net: nn.Module, data: DateSplit, tgt_vocab: Vocab, *, num_examples: int = 512, batch_size: int = 64,
-) -> float:
-    """Floating-point operations of one training step (forward and backward), per real token (chapter 9).
+def _checked_steps(steps: Sequence[int], repeats: int) -> list[int]:
+    check_positive_int("repeats", repeats)
+    steps = list(steps)
+    if not steps:
+        raise ValueError(
+            "steps must hold at least one number of steps, got an empty sequence"
+        )
+    for m in steps:
+        check_positive_int("each number of steps", m)
+    return steps
 
-    Shapes: data.X (n, T_src), data.Y (n, T_tgt) -> float. Counts, with torch's FlopCounterMode, the matrix
-    products of the teacher-forced loss and its gradient on the first num_examples training examples, batched
-    as in training (padding included, as training computes it), and divides by their source and target tokens.
-    The parameters' gradients are left as they were.
+
+def _synchronize(device: torch.device) -> None:
+    # GPU work is asynchronous: wait for it before reading the clock.
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def training_flops_per_token(
+    net: nn.Module,
+    data: DateSplit,
+    tgt_vocab: Vocab,
+    *,
+    num_examples: int = 512,
+    batch_size: int = 64,
+) -> float:
+    """Floating-point operations of a training step, per real token (chapter 9).
+
+    Shapes: data.X (N, T_src), data.Y (N, T_tgt) -> a float. Counts, with torch's
+    FlopCounterMode, the matrix products of the teacher-forced loss and its gradient
+    (forward and backward) on the first num_examples training examples, batched as
+    in training (padding included, as training computes it), and divides by their
+    source and target tokens. The parameters' gradients are left as they were.
     """
     from torch.utils.flop_counter import FlopCounterMode
 
     check_positive_int("num_examples", num_examples)
     check_positive_int("batch_size", batch_size)
     device = next(net.parameters()).device
-    subset = DateSplit(data.sources[:num_examples], data.targets[:num_examples], data.formats[:num_examples],
-                       data.X[:num_examples], data.X_valid_len[:num_examples], data.Y[:num_examples],
-                       data.Y_valid_len[:num_examples])
     saved = [None if p.grad is None else p.grad.clone() for p in net.parameters()]
     tokens = 0
+    subset = data.first(num_examples)
     with FlopCounterMode(display=False) as counter:
         for X, X_valid_len, Y, Y_valid_len in subset.batches(batch_size):
-            X, X_valid_len, Y = X.to(device), X_valid_len.to(device), Y.to(device)  # (b, T_b), (b,), (b, T)
-            logits = net(X, teacher_forcing_inputs(Y, tgt_vocab.bos), X_valid_len)  # (b, T, V)
-            sequence_loss(logits, Y, tgt_vocab.pad).backward()
+            # (B, T_src), (B,), (B, T_tgt)
+            X, X_valid_len, Y = X.to(device), X_valid_len.to(device), Y.to(device)
+            dec_X = teacher_forcing_inputs(Y, tgt_vocab.bos)  # (B, T_tgt)
+            sequence_loss(net(X, dec_X, X_valid_len), Y, tgt_vocab.pad).backward()
             tokens += int(X_valid_len.sum()) + int(Y_valid_len.sum())
     for p, g in zip(net.parameters(), saved):
         p.grad = g

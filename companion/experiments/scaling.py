@@ -1,7 +1,7 @@
 """Chapter 4's experiment: why scaled dot-product attention divides by sqrt(d).
 
-Score variance, softmax entropy and the size of the softmax's gradient against the query/key size d, with and
-without the scaling.
+Score variance, softmax entropy and the size of the softmax's gradient against the
+query/key size d, with and without the scaling.
 """
 from __future__ import annotations
 
@@ -21,37 +21,39 @@ __all__ = ["softmax_jacobian_norm", "scaling_experiment", "plot_scaling_experime
 
 
 def softmax_jacobian_norm(weights: Tensor) -> Tensor:
-    """Frobenius norm of d softmax / d scores, J = diag(p) - p p^T (chapter 4, scaling experiment).
+    """Frobenius norm of d softmax / d scores, J = diag(p) - p p^T (chapter 4).
 
-    Shapes: weights (..., n) -> (...).
+    Shapes: weights (..., n_k) -> (...).
     """
-    jac = torch.diag_embed(weights) - weights.unsqueeze(-1) * weights.unsqueeze(-2)  # (..., n, n)
+    p = weights
+    jac = torch.diag_embed(p) - p.unsqueeze(-1) * p.unsqueeze(-2)  # (..., n_k, n_k)
     return torch.linalg.matrix_norm(jac)
 
 
 def scaling_experiment(
     dims: Sequence[int], n_keys: int = 16, n_samples: int = 256, seed: int = 0
 ) -> dict[str, Tensor]:
-    """Why divide by sqrt(d): score variance, softmax entropy and gradient size against d (chapter 4).
+    """Score variance, softmax entropy and gradient size against d (chapter 4).
 
-    Shapes: dims (m,) -> dict of (m,) tensors: "dims", "var_raw", "var_scaled",
-    "entropy_raw", "entropy_scaled", "grad_raw", "grad_scaled".
-    Queries and keys have independent N(0, 1) entries; each sample scores one
-    query against n_keys keys. Entropy and gradient norm are means over samples.
+    Shapes: dims, a list of sizes d -> dict of tensors with one entry per d: "dims",
+    "var_raw", "var_scaled", "entropy_raw", "entropy_scaled", "grad_raw", "grad_scaled".
+    Queries and keys have independent N(0, 1) entries; each of the N = n_samples samples
+    scores one query against n_k = n_keys keys. Entropy and gradient norm are means over
+    the samples.
     """
-    if len(dims) == 0 or any(int(d) < 1 for d in dims):
-        raise ValueError(f"dims must be a non-empty list of positive ints, got {list(dims)!r}")
-    if n_keys < 2 or n_samples < 2:
-        raise ValueError(f"n_keys and n_samples must be >= 2, got {n_keys} and {n_samples}")
+    _check_sizes(dims, n_keys, n_samples)
     gen = torch.Generator().manual_seed(seed)
-    rows: dict[str, list[float]] = {k: [] for k in (
-        "var_raw", "var_scaled", "entropy_raw", "entropy_scaled", "grad_raw", "grad_scaled")}
+    rows: dict[str, list[float]] = {
+        f"{measure}_{tag}": []
+        for measure in ("var", "entropy", "grad") for tag in ("raw", "scaled")
+    }
     for d in dims:
-        q = torch.randn(n_samples, 1, d, generator=gen, dtype=torch.float64)  # (S, 1, d)
-        k = torch.randn(n_samples, n_keys, d, generator=gen, dtype=torch.float64)  # (S, n, d)
-        raw = (q * k).sum(-1)  # (S, n): one score per (query, key) pair
+        f64 = torch.float64
+        q = torch.randn(n_samples, 1, d, generator=gen, dtype=f64)  # (N, 1, d)
+        k = torch.randn(n_samples, n_keys, d, generator=gen, dtype=f64)  # (N, n_k, d)
+        raw = (q * k).sum(-1)  # (N, n_k): one score per (query, key) pair
         for tag, scores in (("raw", raw), ("scaled", raw / math.sqrt(d))):
-            p = F.softmax(scores, dim=-1)  # (S, n)
+            p = F.softmax(scores, dim=-1)  # (N, n_k)
             rows[f"var_{tag}"].append(scores.var().item())
             rows[f"entropy_{tag}"].append(attention_entropy(p).mean().item())
             rows[f"grad_{tag}"].append(softmax_jacobian_norm(p).mean().item())
@@ -60,12 +62,25 @@ def scaling_experiment(
     return out
 
 
-def plot_scaling_experiment(
-    result: dict[str, Tensor], n_keys: int = 16, figsize: tuple[float, float] = (9.0, 2.6)
-) -> "Figure":
-    """Three panels against d: score variance, softmax entropy, gradient norm (chapter 4).
+def _check_sizes(dims: Sequence[int], n_keys: int, n_samples: int) -> None:
+    if len(dims) == 0 or any(int(d) < 1 for d in dims):
+        raise ValueError(
+            f"dims must be a non-empty list of positive ints, got {list(dims)!r}"
+        )
+    if n_keys < 2 or n_samples < 2:
+        raise ValueError(
+            f"n_keys and n_samples must be >= 2, got {n_keys} and {n_samples}"
+        )
 
-    Shapes: result as returned by scaling_experiment -> matplotlib Figure.
+
+def plot_scaling_experiment(
+    result: dict[str, Tensor],
+    n_keys: int = 16,
+    figsize: tuple[float, float] = (9.0, 2.6),
+) -> "Figure":
+    """Three panels against d: score variance, softmax entropy, gradient norm (ch. 4).
+
+    Shapes: result as returned by scaling_experiment -> a matplotlib Figure.
     """
     import matplotlib.pyplot as plt
 
@@ -84,6 +99,7 @@ def plot_scaling_experiment(
             ax.set_yscale("log")
         ax.set_xlabel("d (query/key size)")
         ax.set_ylabel(ylabel)
-    axes[1].axhline(math.log(n_keys), color="gray", lw=0.8, ls=":", label=r"uniform, $\log n$")
+    axes[1].axhline(math.log(n_keys), color="gray", lw=0.8, ls=":",
+                    label=r"uniform, $\log n$")
     axes[1].legend(fontsize=7)
     return fig

@@ -1,5 +1,8 @@
-"""Data tasks: the toy regression (chapters 2-3), text as indices and the dates task (chapter 5), the synthetic
-sequence tasks (chapters 6-9). Every task is generated from a seed and needs no download."""
+"""Data tasks, each generated from a seed, none downloaded.
+
+The toy regression (chapters 2-3), text as indices and the dates task (chapter 5),
+the synthetic sequence tasks (chapters 6-9).
+"""
 from . import dates, regression, synthetic, text
 from .dates import *  # noqa: F401,F403
 from .regression import *  # noqa: F401,F403

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..utils import check_positive_int
+
 __all__ = ["target_function", "RegressionData", "make_regression_data"]
 
 
@@ -22,28 +24,22 @@ def target_function(x: Tensor) -> Tensor:
 class RegressionData:
     """Training pairs and a noise-free test grid, chapter 2.
 
-    Shapes: x_train, y_train (n,); x_test, y_test (m,).
+    Shapes: x_train, y_train (n,); x_test, y_test (n_test,).
     """
 
     x_train: Tensor  # (n,) sorted inputs
     y_train: Tensor  # (n,) noisy targets
-    x_test: Tensor  # (m,) evenly spaced inputs
-    y_test: Tensor  # (m,) noise-free truth f(x_test)
+    x_test: Tensor  # (n_test,) evenly spaced inputs
+    y_test: Tensor  # (n_test,) noise-free truth f(x_test)
 
     @property
     def n_train(self) -> int:
-        """Number of training pairs n, chapter 2.
-
-        Shapes: none.
-        """
+        """Number of training pairs n, chapter 2."""
         return self.x_train.numel()
 
     @property
     def n_test(self) -> int:
-        """Number of test points m, chapter 2.
-
-        Shapes: none.
-        """
+        """Number of test points, chapter 2."""
         return self.x_test.numel()
 
 
@@ -58,10 +54,8 @@ def make_regression_data(
 
     Shapes: -> x_train, y_train (n_train,); x_test, y_test (n_test,).
     """
-    if not isinstance(n_train, int) or n_train < 1:
-        raise ValueError(f"n_train must be a positive int, got {n_train!r}")
-    if not isinstance(n_test, int) or n_test < 1:
-        raise ValueError(f"n_test must be a positive int, got {n_test!r}")
+    check_positive_int("n_train", n_train)
+    check_positive_int("n_test", n_test)
     if noise < 0:
         raise ValueError(f"noise must be >= 0, got {noise!r}")
     if x_max <= 0:
