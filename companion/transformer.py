@@ -231,10 +231,11 @@ class TransformerEncoder(nn.Module):
         check_positive_int("num_blks", num_blks)
         self.num_hiddens = num_hiddens
         self.embedding = token_embedding(vocab_size, num_hiddens)
+        block = dict(num_hiddens=num_hiddens, ffn_num_hiddens=ffn_num_hiddens,
+                     num_heads=num_heads, dropout=dropout, use_bias=use_bias,
+                     norm_first=norm_first)
         self.blks = nn.ModuleList(
-            TransformerEncoderBlock(num_hiddens, ffn_num_hiddens, num_heads, dropout,
-                                    use_bias=use_bias, norm_first=norm_first)
-            for _ in range(num_blks)
+            TransformerEncoderBlock(**block) for _ in range(num_blks)
         )
         self.pos_encoding = position_encoding(positions, num_hiddens, dropout, max_len)
         self.final_norm: nn.Module = (nn.LayerNorm(num_hiddens) if norm_first

@@ -162,10 +162,11 @@ class TransformerDecoder(nn.Module):
         # As the encoder's (chapters 7, 8).
         self.embedding = token_embedding(vocab_size, num_hiddens)
         self.pos_encoding = position_encoding(positions, num_hiddens, dropout, max_len)
+        block = dict(num_hiddens=num_hiddens, ffn_num_hiddens=ffn_num_hiddens,
+                     num_heads=num_heads, dropout=dropout, use_bias=use_bias,
+                     norm_first=norm_first)
         self.blks = nn.ModuleList(
-            TransformerDecoderBlock(num_hiddens, ffn_num_hiddens, num_heads, dropout,
-                                    use_bias=use_bias, norm_first=norm_first)
-            for _ in range(num_blks)
+            TransformerDecoderBlock(**block) for _ in range(num_blks)
         )
         self.final_norm: nn.Module = (nn.LayerNorm(num_hiddens) if norm_first
                                       else nn.Identity())

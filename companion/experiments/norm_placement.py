@@ -40,7 +40,8 @@ class TransformerTagger(nn.Module):
         super().__init__()
         check_positive_int("num_classes", num_classes)
         self.encoder = TransformerEncoder(
-            vocab_size, num_hiddens, ffn_num_hiddens, num_heads, num_blks, dropout,
+            vocab_size, num_hiddens=num_hiddens, ffn_num_hiddens=ffn_num_hiddens,
+            num_heads=num_heads, num_blks=num_blks, dropout=dropout,
             norm_first=norm_first,
         )
         self.head = nn.Linear(num_hiddens, num_classes)
