@@ -47,7 +47,7 @@ class SubmissionError(Exception):
 
 @dataclass
 class GradeResult:
-    """Points of one graded submission, per question.  Shapes: none."""
+    """Points of one graded submission, per question."""
 
     chapter: str
     questions: dict[str, tuple[float, float]] = field(default_factory=dict)  # name -> (score, possible)
@@ -80,7 +80,7 @@ def _number(x: float) -> float | int:
 
 
 def chapter_of(path: Path, nb: nbformat.NotebookNode, chapters: Sequence[str]) -> str:
-    """The chapter stem of a submission: notebook metadata first, then the file name.  Shapes: none."""
+    """The chapter stem of a submission: notebook metadata first, then the file name."""
     meta = nb.metadata.get("course", {})
     stem = meta.get("chapter") if isinstance(meta, dict) else None
     if stem in chapters:
@@ -95,7 +95,7 @@ def chapter_of(path: Path, nb: nbformat.NotebookNode, chapters: Sequence[str]) -
 
 
 def autograder_for(root: Path, chapter: str) -> Path:
-    """``autograder/<chapter>-autograder.zip``, (re)built when missing or older than the chapter.  Shapes: none."""
+    """``autograder/<chapter>-autograder.zip``, (re)built when missing or older than the chapter."""
     path = root / "autograder" / f"{chapter}-autograder.zip"
     source = root / "chapters" / f"{chapter}.md"
     if not path.is_file() or (source.is_file() and source.stat().st_mtime > path.stat().st_mtime):
@@ -107,7 +107,7 @@ def autograder_for(root: Path, chapter: str) -> Path:
 
 
 def question_points(autograder: Path) -> dict[str, float]:
-    """Points possible per question, read from the test files inside an autograder zip.  Shapes: none."""
+    """Points possible per question, read from the test files inside an autograder zip."""
     from otter.test_files import ExceptionTestFile
 
     points: dict[str, float] = {}
@@ -141,7 +141,7 @@ def _descendants(pid: int) -> list[int]:
 def run_with_timeout(cmd: Sequence[str], timeout: float, *, cwd: Path, log: Path) -> bool:
     """Run ``cmd`` with output to ``log``; on timeout kill it and every process it started.
 
-    Returns True when it finished in time. Shapes: none.
+    Returns True when it finished in time.
     """
     with open(log, "wb") as out:
         proc = subprocess.Popen(list(cmd), cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -162,7 +162,7 @@ def run_with_timeout(cmd: Sequence[str], timeout: float, *, cwd: Path, log: Path
 def grade_submission(
     path: Path, root: Path, *, timeout: float = DEFAULT_TIMEOUT, autograder: Path | None = None
 ) -> GradeResult:
-    """Grade one submitted notebook on a copy of it; the file itself is never written.  Shapes: none."""
+    """Grade one submitted notebook on a copy of it; the file itself is never written."""
     try:
         nb = nbformat.read(path, as_version=4)
     except Exception as err:  # nbformat raises several types for files that are not notebooks
@@ -211,7 +211,7 @@ def _report(path: str, result: GradeResult) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: grade each submission and print its points; non-zero if any could not be graded.  Shapes: none."""
+    """Command line: grade each submission and print its points; non-zero if any could not be graded."""
     parser = argparse.ArgumentParser(prog="python -m course.grade", description=__doc__.split("\n")[0])
     parser.add_argument("submissions", nargs="+", metavar="SUBMISSION.ipynb")
     parser.add_argument("--json", action="store_true", help="print one JSON object: path -> total, possible, questions")

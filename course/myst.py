@@ -39,7 +39,7 @@ ROLES = ("eq", "ref", "numref", "doc", "term")
 
 @dataclass
 class Block:
-    """A top-level piece of a Markdown cell: plain text, a fenced code block or a directive.  Shapes: none."""
+    """A top-level piece of a Markdown cell: plain text, a fenced code block or a directive."""
 
     kind: str  # "text" | "code" | "directive"
     raw: list[str]  # the original lines, fences included
@@ -50,7 +50,7 @@ class Block:
 
 
 def parse_blocks(text: str) -> list[Block]:
-    """Split Markdown into text, fenced code and (possibly nested) directive blocks.  Shapes: none."""
+    """Split Markdown into text, fenced code and (possibly nested) directive blocks."""
     lines = text.split("\n")
     blocks: list[Block] = []
     pending: list[str] = []
@@ -107,7 +107,7 @@ def _split_options(body: list[str]) -> tuple[dict[str, str], list[str]]:
 
 @dataclass
 class References:
-    """What cross-references resolve to in plain Markdown: equation numbers and titles.  Shapes: none."""
+    """What cross-references resolve to in plain Markdown: equation numbers and titles."""
 
     equations: dict[str, int] = field(default_factory=dict)
     titles: dict[str, str] = field(default_factory=dict)
@@ -135,7 +135,7 @@ def _walk_text(blocks: Iterable[Block]) -> Iterable[tuple[str, Block]]:
 def collect_references(
     markdown_sources: Iterable[str], refs: References | None = None, *, number_equations: bool = True
 ) -> References:
-    """Collect labelled equations (numbered in order), section targets and exercise labels.  Shapes: none."""
+    """Collect labelled equations (numbered in order), section targets and exercise labels."""
     refs = refs or References()
     count = len(refs.equations)
     for source in markdown_sources:
@@ -170,7 +170,7 @@ def myst_to_markdown(text: str, refs: References | None = None) -> str:
     Directives become a bold heading (``{exercise}``) or a blockquote with a
     bold title (admonitions); ``$$…$$ (label)`` loses its label (and gets a
     ``\\tag`` with the book's equation number); roles become plain text.
-    Anything outside the subset raises ``ValueError``. Shapes: none.
+    Anything outside the subset raises ``ValueError``.
     """
     refs = refs or References()
     chunks: list[str] = []

@@ -29,6 +29,7 @@ import jupytext
 import nbformat
 import yaml
 
+from .config import repository
 from .myst import SOLUTION_MARKERS, References, collect_references, myst_to_markdown, parse_blocks
 
 __all__ = [
@@ -46,7 +47,6 @@ __all__ = [
     "main",
     "myst_to_markdown",
     "parse_chapter",
-    "repository_source",
     "setup_source",
     "stale_files",
     "toc_chapters",
@@ -60,7 +60,7 @@ CHAPTER_STEM = re.compile(r"^\d\d_[A-Za-z0-9_]+$")
 
 
 def find_root(start: Path | None = None) -> Path:
-    """The repository root: the nearest folder at or above ``start`` holding ``_toc.yml``.  Shapes: none."""
+    """The repository root: the nearest folder at or above ``start`` holding ``_toc.yml``."""
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         if (folder / "_toc.yml").is_file():
@@ -69,7 +69,7 @@ def find_root(start: Path | None = None) -> Path:
 
 
 def toc_chapters(root: Path) -> list[str]:
-    """Stems of the chapters listed in ``_toc.yml``, in book order.  Shapes: none."""
+    """Stems of the chapters listed in ``_toc.yml``, in book order."""
     toc = yaml.safe_load((root / "_toc.yml").read_text(encoding="utf-8"))
     stems: list[str] = []
 
@@ -90,23 +90,12 @@ def toc_chapters(root: Path) -> list[str]:
     return stems
 
 
-def repository_source(root: Path) -> str:
-    """pip source of the companion package: ``git+<repository url>@<branch>`` from ``_config.yml``.  Shapes: none."""
-    config = yaml.safe_load((root / "_config.yml").read_text(encoding="utf-8")) or {}
-    repo = config.get("repository") or {}
-    url = repo.get("url")
-    if not url:
-        raise ValueError("expected repository.url in _config.yml, found none")
-    branch = repo.get("branch")
-    return f"git+{url}" + (f"@{branch}" if branch else "")
-
-
 # --------------------------------------------------------------------------- chapter structure
 
 
 @dataclass
 class Unit:
-    """One cell, or a piece of a Markdown cell, of a chapter.  Shapes: none."""
+    """One cell, or a piece of a Markdown cell, of a chapter."""
 
     kind: str  # "markdown" | "code" | "solution-start" | "solution-end"
     source: str
@@ -127,7 +116,7 @@ class Unit:
 
 @dataclass
 class Question:
-    """A graded exercise: prompt, solution cells and otter test cells.  Shapes: none."""
+    """A graded exercise: prompt, solution cells and otter test cells."""
 
     name: str
     prompt: list[Unit] = field(default_factory=list)
@@ -138,13 +127,13 @@ class Question:
 
 @dataclass
 class Ungraded:
-    """The solution of an ungraded exercise (left out of the Colab edition).  Shapes: none."""
+    """The solution of an ungraded exercise (left out of the Colab edition)."""
 
     units: list[Unit]
 
 
 def split_units(nb: nbformat.NotebookNode) -> list[Unit]:
-    """The chapter's cells, with Markdown cells split at ``{solution-start}``/``{solution-end}``.  Shapes: none."""
+    """The chapter's cells, with Markdown cells split at ``{solution-start}``/``{solution-end}``."""
     units: list[Unit] = []
     for cell in nb.cells:
         metadata = dict(cell.get("metadata", {}))
@@ -178,7 +167,7 @@ def parse_chapter(nb: nbformat.NotebookNode, stem: str) -> list[Unit | Question 
     """The chapter as plain cells, graded questions and ungraded solutions; check cells are dropped.
 
     Raises ``ValueError`` naming the chapter and question when the exercise
-    markup does not follow CONTRIBUTING.md. Shapes: none.
+    markup does not follow CONTRIBUTING.md.
     """
     entries: list[Unit | Question | Ungraded] = []
     question: Question | None = None
@@ -345,12 +334,12 @@ and the solutions of the ungraded exercises are included. Grade submissions with
 
 
 def setup_source(stem: str, source: str) -> str:
-    """The Colab edition's first cell: install what is missing, then create ``grader``.  Shapes: none."""
+    """The Colab edition's first cell: install what is missing, then create ``grader``."""
     return SETUP_TEMPLATE.format(source=source, otter=OTTER_VERSION, stem=stem)
 
 
 def assignment_config(source: str, *, autograder: bool) -> str:
-    """otter assign's ``# ASSIGNMENT CONFIG`` cell (exception-based tests in files).  Shapes: none."""
+    """otter assign's ``# ASSIGNMENT CONFIG`` cell (exception-based tests in files)."""
     config: dict[str, Any] = {
         "init_cell": False,
         "check_all_cell": False,
@@ -389,7 +378,7 @@ def _cell(kind: str, source: str, course: dict[str, Any] | None = None) -> nbfor
 def build_master(
     stem: str, entries: Sequence[Unit | Question | Ungraded], refs: References, source: str, *, autograder: bool
 ) -> nbformat.NotebookNode:
-    """The otter-assign master notebook of one chapter (Markdown already converted).  Shapes: none."""
+    """The otter-assign master notebook of one chapter (Markdown already converted)."""
     cells = [
         nbformat.v4.new_raw_cell(assignment_config(source, autograder=autograder)),
         _cell("code", setup_source(stem, source), {"role": "setup"}),
@@ -430,7 +419,7 @@ def build_master(
 
 
 def _edition(nb: nbformat.NotebookNode, stem: str, *, student: bool) -> str:
-    """Normalise otter's output: deterministic ids and metadata, no outputs, plain cells.  Shapes: none."""
+    """Normalise otter's output: deterministic ids and metadata, no outputs, plain cells."""
     cells = []
     for cell in nb.cells:
         course = cell.get("metadata", {}).get("course", {})
@@ -469,7 +458,7 @@ def _edition(nb: nbformat.NotebookNode, stem: str, *, student: bool) -> str:
 
 @dataclass
 class Generated:
-    """Files generated for some chapters, as repository-relative paths and contents.  Shapes: none."""
+    """Files generated for some chapters, as repository-relative paths and contents."""
 
     tracked: dict[str, bytes] = field(default_factory=dict)  # notebooks/ and companion/exercise_checks/
     autograder: dict[str, bytes] = field(default_factory=dict)  # autograder/ (not committed)
@@ -484,7 +473,7 @@ def _read_chapter(root: Path, stem: str) -> nbformat.NotebookNode:
 
 
 def book_references(root: Path, stems: Sequence[str]) -> References:
-    """Titles of every chapter, section target and exercise label in the book, for plain-text refs.  Shapes: none."""
+    """Titles of every chapter, section target and exercise label in the book, for plain-text refs."""
     refs = References()
     for stem in stems:
         path = root / "chapters" / f"{stem}.md"
@@ -498,20 +487,20 @@ def book_references(root: Path, stems: Sequence[str]) -> References:
 
 
 def chapter_references(book: References, nb: nbformat.NotebookNode) -> References:
-    """``book`` plus the chapter's own equation numbers (the book numbers equations per page).  Shapes: none."""
+    """``book`` plus the chapter's own equation numbers (the book numbers equations per page)."""
     markdown = [c.source for c in nb.cells if c.cell_type == "markdown"]
     equations = collect_references(markdown).equations
     return References(equations=equations, titles=dict(book.titles), docs=dict(book.docs))
 
 
 def generate(root: Path, stems: Sequence[str] | None = None, *, autograder: bool = True) -> Generated:
-    """Build the Colab edition, public checks and (optionally) autograder of each chapter.  Shapes: none."""
+    """Build the Colab edition, public checks and (optionally) autograder of each chapter."""
     import otter.assign
     from otter import logging as otter_logging
 
     all_stems = toc_chapters(root)
     stems = list(all_stems if stems is None else stems)
-    source = repository_source(root)
+    source = repository(root).pip_source
     result = Generated()
     book = book_references(root, all_stems)
     for stem in stems:
@@ -556,7 +545,7 @@ def _existing(root: Path, stems: Sequence[str], full: bool) -> set[str]:
 
 
 def stale_files(root: Path, generated: Generated, stems: Sequence[str], full: bool) -> list[tuple[str, str]]:
-    """(path, why) for every tracked file that differs from ``generated``: missing, changed or extra.  Shapes: none."""
+    """(path, why) for every tracked file that differs from ``generated``: missing, changed or extra."""
     stale = []
     for rel, content in sorted(generated.tracked.items()):
         path = root / rel
@@ -570,7 +559,7 @@ def stale_files(root: Path, generated: Generated, stems: Sequence[str], full: bo
 
 
 def write(root: Path, generated: Generated, stems: Sequence[str], full: bool) -> list[str]:
-    """Write the generated files (only those that changed) and remove extra ones; return what changed.  Shapes: none."""
+    """Write the generated files (only those that changed) and remove extra ones; return what changed."""
     changed = []
     for rel, why in stale_files(root, generated, stems, full):
         path = root / rel
@@ -590,7 +579,7 @@ def write(root: Path, generated: Generated, stems: Sequence[str], full: bool) ->
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: regenerate (default) or ``--check`` the Colab editions and checks.  Shapes: none."""
+    """Command line: regenerate (default) or ``--check`` the Colab editions and checks."""
     parser = argparse.ArgumentParser(prog="python -m course.notebooks", description=__doc__.split("\n")[0])
     parser.add_argument(
         "--check", action="store_true", help="write nothing; fail if notebooks/ or companion/exercise_checks/ are stale"

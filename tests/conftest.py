@@ -1,6 +1,9 @@
-"""Helpers shared by the test modules: seeded generators, one CPU thread, and the toy sequence-to-sequence models
-and batches that the seq2seq, decoding, training and cost tests all use."""
+"""Helpers shared by the test modules: seeded generators, one CPU thread, the toy sequence-to-sequence models
+and batches that the seq2seq, decoding, training and cost tests all use, and the Colab editions and autograders
+of every chapter, generated once per test run."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,7 +12,9 @@ from torch.nn import functional as F
 
 from companion import (EncoderDecoder, Seq2SeqAttentionDecoder, Seq2SeqDecoder, Seq2SeqEncoder,
                        TransformerEncoderDecoder, make_date_data)
+from course import notebooks
 
+ROOT = Path(__file__).resolve().parents[1]
 V_SRC, V_TGT = 13, 9  # vocabulary sizes of the toy models (four specials included)
 E, H = 6, 8  # embedding and hidden size of the toy GRU models
 D = 16  # width of the toy Transformers
@@ -107,3 +112,10 @@ class NullEncoder(nn.Module):
 
     def forward(self, X, valid_lens=None):
         return torch.zeros(X.shape[0], X.shape[1], 1), torch.zeros(1, X.shape[0], 1)
+
+
+@pytest.fixture(scope="session")
+def generated_editions() -> notebooks.Generated:
+    """What `python -m course.notebooks` makes of every chapter (Colab editions, public checks, autograders),
+    in memory, generated once per test run: the staleness check and the grading tests share it."""
+    return notebooks.generate(ROOT, autograder=True)

@@ -3,7 +3,9 @@ headless Chromium from a local server, and checked for errors, rendered maths, l
 and folded solutions. A full-page screenshot of each chapter lands in _build/screenshots/<stem>.png.
 
 The book is built (strict: `jupyter-book build . -W -n --keep-going`) unless _build/html holds a clean build
-newer than every source.
+newer than every source. In scripts/test.sh the build runs after nbval and takes the outputs of every chapter
+nbval executed from $COURSE_EXECUTED_CACHE (see tests/executed_chapters.py); a test checks that it executed none
+of those again.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import re
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +26,9 @@ from urllib.parse import urlparse
 
 import pytest
 import yaml
+
+from course.config import repository
+from course.dependencies import package_files
 
 pytestmark = pytest.mark.slow
 
@@ -43,8 +49,10 @@ def find_chromium() -> Path | None:
 
 CHROMIUM = find_chromium()
 BUILD = ["jupyter-book", "build", ".", "-W", "-n", "--keep-going"]
-# What a build depends on: a change to any of these makes an existing _build/html stale.
-SOURCES = ["chapters", "companion", "_config.yml", "_toc.yml", "intro.md", "_ext", "_static", "package-lock.json"]
+# What a build depends on: a change to any of these, or to a companion file a chapter can run (package_files: not
+# the generated exercise_checks/), makes an existing _build/html stale. course/ is not among them: no chapter runs
+# it, and a change there executes no chapter again (_ext/course_book.py).
+SOURCES = ["chapters", "_config.yml", "_toc.yml", "intro.md", "_ext", "_static", "package-lock.json"]
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -57,7 +65,7 @@ MATHJAX_TIMEOUT_MS = 15_000
 
 
 def _extension():
-    """The book's Sphinx extension, loaded from _ext/ for the name of its clean-build stamp.  Shapes: none."""
+    """The book's Sphinx extension, loaded from _ext/ for the name of its clean-build stamp."""
     spec = importlib.util.spec_from_file_location("course_book", ROOT / "_ext" / "course_book.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -65,7 +73,7 @@ def _extension():
 
 
 def _toc_files(entry: object) -> Iterator[str]:
-    """Every `file:` named anywhere in a _toc.yml structure, in order.  Shapes: none."""
+    """Every `file:` named anywhere in a _toc.yml structure, in order."""
     if isinstance(entry, dict):
         if "file" in entry:
             yield str(entry["file"])
@@ -77,34 +85,28 @@ def _toc_files(entry: object) -> Iterator[str]:
 
 
 def chapter_docnames() -> list[str]:
-    """Docnames (chapters/NN_topic, no suffix) of the chapter pages listed in _toc.yml.  Shapes: none."""
+    """Docnames (chapters/NN_topic, no suffix) of the chapter pages listed in _toc.yml."""
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
     return [name.removesuffix(".md") for name in _toc_files(toc) if name.startswith("chapters/")]
 
 
-def repository() -> tuple[str, str, str]:
-    """(owner, repo, branch) from `repository:` in _config.yml.  Shapes: none."""
-    config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
-    url = urlparse(config["repository"]["url"])
-    owner, repo = [part for part in url.path.split("/") if part]
-    return owner, repo.removesuffix(".git"), config["repository"].get("branch", "main")
+def _source_files() -> Iterator[Path]:
+    """Every file the build depends on."""
+    for name in SOURCES:
+        path = ROOT / name
+        yield from [path] if path.is_file() else path.rglob("*") if path.is_dir() else []
+    yield from package_files(ROOT)
 
 
 def _newest_source_mtime() -> float:
-    """Modification time of the most recently changed build source.  Shapes: none."""
-    newest = 0.0
-    for name in SOURCES:
-        path = ROOT / name
-        files = [path] if path.is_file() else path.rglob("*") if path.is_dir() else []
-        for file in files:
-            # Byte code is rewritten by any import and says nothing about the book.
-            if file.is_file() and "__pycache__" not in file.parts:
-                newest = max(newest, file.stat().st_mtime)
-    return newest
+    """Modification time of the most recently changed build source."""
+    # Byte code is rewritten by any import and says nothing about the book.
+    return max((file.stat().st_mtime for file in _source_files()
+                if file.is_file() and "__pycache__" not in file.parts), default=0.0)
 
 
 def _clean_build_is_current(stamp: Path) -> bool:
-    """True when _build/html holds a warning-free nitpicky build newer than every source.  Shapes: none."""
+    """True when _build/html holds a warning-free nitpicky build newer than every source."""
     if not stamp.is_file():
         return False
     record = json.loads(stamp.read_text(encoding="utf-8"))
@@ -113,25 +115,45 @@ def _clean_build_is_current(stamp: Path) -> bool:
     )
 
 
+@dataclass
+class BookBuild:
+    """The book in _build/html, and the build this test run made of it, if any."""
+
+    html: Path
+    seconds: float | None  # how long this run's build took; None when the existing build was current
+    executions: dict  # per chapter the build read: executed (bool), method, seconds (the extension's record)
+
+
 @pytest.fixture(scope="session")
-def built_book() -> Path:
-    """_build/html of a strict, clean build: the existing one if current, else a fresh build.  Shapes: none."""
-    stamp = HTML / _extension().CLEAN_BUILD_STAMP
-    if not _clean_build_is_current(stamp):
-        run = subprocess.run(BUILD, cwd=ROOT, capture_output=True, text=True)
-        output = run.stdout + run.stderr
-        # The warnings and errors first (the kernels' own start-up notices are noise), then how it ended.
-        flagged = [line for line in output.splitlines()
-                   if re.search(r"WARNING|ERROR|Error", line) and "IPKernelApp" not in line]
-        log = "\n".join(flagged[-40:]) + "\n...\n" + output[-3000:]
-        assert run.returncode == 0, f"`{' '.join(BUILD)}` exited {run.returncode}:\n{log}"
-        assert stamp.is_file(), f"the build exited 0 but the extension recorded no clean build:\n{log}"
-    return HTML
+def book_build() -> BookBuild:
+    """A strict, clean build in _build/html: the existing one if current, else a fresh build."""
+    extension = _extension()
+    stamp = HTML / extension.CLEAN_BUILD_STAMP
+    if _clean_build_is_current(stamp):
+        return BookBuild(HTML, None, {})
+    start = time.monotonic()
+    run = subprocess.run(BUILD, cwd=ROOT, capture_output=True, text=True)
+    seconds = time.monotonic() - start
+    output = run.stdout + run.stderr
+    # The warnings and errors first (the kernels' own start-up notices are noise), then how it ended.
+    flagged = [line for line in output.splitlines()
+               if re.search(r"WARNING|ERROR|Error", line) and "IPKernelApp" not in line]
+    log = "\n".join(flagged[-40:]) + "\n...\n" + output[-3000:]
+    assert run.returncode == 0, f"`{' '.join(BUILD)}` exited {run.returncode}:\n{log}"
+    assert stamp.is_file(), f"the build exited 0 but the extension recorded no clean build:\n{log}"
+    executions = json.loads((HTML / extension.EXECUTIONS_RECORD).read_text(encoding="utf-8"))
+    return BookBuild(HTML, seconds, executions)
+
+
+@pytest.fixture(scope="session")
+def built_book(book_build: BookBuild) -> Path:
+    """_build/html of a strict, clean build."""
+    return book_build.html
 
 
 @pytest.fixture(scope="session")
 def server(built_book: Path) -> Iterator[str]:
-    """Base URL of a threaded HTTP server on a free local port serving _build/html.  Shapes: none."""
+    """Base URL of a threaded HTTP server on a free local port serving _build/html."""
 
     class QuietHandler(http.server.SimpleHTTPRequestHandler):
         def log_message(self, format: str, *args: object) -> None:
@@ -148,7 +170,7 @@ def server(built_book: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def browser():
-    """Debian's Chromium, headless, driven by Playwright.  Shapes: none."""
+    """Debian's Chromium, headless, driven by Playwright."""
     if CHROMIUM is None or not CHROMIUM.is_file():
         pytest.skip("Chromium not found (looked for $CHROMIUM and " + ", ".join(CHROMIUM_NAMES) + " on the PATH): "
                     "install it with `apt-get update && apt-get install -y chromium`")
@@ -161,7 +183,7 @@ def browser():
 
 @dataclass
 class ChapterVisit:
-    """What a reader's browser met on one chapter page, gathered in one visit.  Shapes: none."""
+    """What a reader's browser met on one chapter page, gathered in one visit."""
 
     problems: list[str] = field(default_factory=list)  # console and page errors, failed or blocked requests
     mathjax_started: bool | None = None
@@ -182,7 +204,7 @@ class ChapterVisit:
 
 
 def _settle(page, visit: ChapterVisit) -> None:
-    """Wait for MathJax's typesetting, the fonts, every image and the network to be done.  Shapes: none."""
+    """Wait for MathJax's typesetting, the fonts, every image and the network to be done."""
     if visit.mathjax_started is not False:  # once it has failed to start, waiting again tells nothing new
         try:
             page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise",
@@ -211,7 +233,7 @@ def _settle(page, visit: ChapterVisit) -> None:
 
 
 def _offline_page(browser, server: str, problems: list[str]):
-    """A browser context and page that reach only the book's server; problems go to `problems`.  Shapes: none."""
+    """A browser context and page that reach only the book's server; problems go to `problems`."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
 
     def route(route_) -> None:
@@ -236,7 +258,7 @@ def _offline_page(browser, server: str, problems: list[str]):
 
 
 def _check_icon(page, problems: list[str]) -> None:
-    """Fetch the page's declared icons (a failure lands in problems through the page's handlers).  Shapes: none."""
+    """Fetch the page's declared icons (a failure lands in problems through the page's handlers)."""
     # Browsers fetch the icon when they please (headless Chromium once per run at most), so fetch it here;
     # a page that declares none makes browsers ask for /favicon.ico, which the book does not have.
     icons = page.evaluate(
@@ -248,7 +270,7 @@ def _check_icon(page, problems: list[str]) -> None:
 
 
 def _visit(browser, server: str, docname: str) -> ChapterVisit:
-    """Open a chapter page offline, look at it, fold and unfold its solutions; record all of it.  Shapes: none."""
+    """Open a chapter page offline, look at it, fold and unfold its solutions; record all of it."""
     visit = ChapterVisit()
     context, page = _offline_page(browser, server, visit.problems)
     try:
@@ -322,7 +344,7 @@ def _visit(browser, server: str, docname: str) -> ChapterVisit:
 
 @pytest.fixture(scope="session")
 def chapter_visit(browser, server: str):
-    """Visit each chapter page once (on first use), however many tests read the visit.  Shapes: none."""
+    """Visit each chapter page once (on first use), however many tests read the visit."""
     visits: dict[str, ChapterVisit | Exception] = {}
 
     def _get(docname: str) -> ChapterVisit:
@@ -363,6 +385,22 @@ def test_toc_lists_chapters():
     assert CHAPTERS, "_toc.yml lists no page under chapters/"
     for docname in CHAPTERS:
         assert (ROOT / f"{docname}.md").is_file(), f"_toc.yml lists {docname}, but {docname}.md does not exist"
+
+
+def test_book_build_executes_no_chapter_that_nbval_executed(request, book_build: BookBuild):
+    # scripts/test.sh runs nbval first; tests/executed_chapters.py stores each chapter nbval ran cleanly, and the
+    # build takes those outputs: each chapter is executed once per test run.
+    plugin = request.config.pluginmanager.get_plugin("tests.executed_chapters")
+    stored = plugin.stored_chapters() if plugin else set()
+    if not stored:
+        pytest.skip("nbval stored no executed chapter in this run (scripts/test.sh runs nbval first, with "
+                    "-p tests.executed_chapters and COURSE_EXECUTED_CACHE set)")
+    if book_build.seconds is None:
+        pytest.skip("_build/html was current: this run built nothing")
+    again = sorted(doc for doc, run in book_build.executions.items() if run["executed"] and Path(doc).stem in stored)
+    assert not again, (f"the book build ({book_build.seconds:.0f} s) executed {again} again, though nbval had "
+                       "executed and stored them: myst-nb finds a stored notebook by a hash of its code cells and "
+                       "kernelspec, which did not match")
 
 
 @pytest.mark.parametrize("docname", CHAPTERS)
@@ -406,7 +444,9 @@ def test_chapter_has_one_colab_link_to_its_notebook(chapter_visit, docname: str)
     match = COLAB_LINK.match(link["href"])
     assert match, f"{docname}: not a Colab GitHub URL: {link['href']}"
     owner, repo, branch, path = match.groups()
-    assert (owner, repo, branch) == repository(), f"{docname}: {link['href']} does not match _config.yml"
+    expected = repository(ROOT)
+    assert (owner, repo, branch) == (expected.owner, expected.name, expected.branch), (
+        f"{docname}: {link['href']} does not match _config.yml")
     assert path == f"notebooks/{Path(docname).name}.ipynb", f"{docname}: the Colab link opens {path}"
     assert (ROOT / path).is_file(), f"{docname}: the Colab link opens {path}, which is not in the checkout"
 

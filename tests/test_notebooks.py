@@ -14,6 +14,7 @@ import nbformat
 import pytest
 
 from course import notebooks
+from course.config import repository
 from course.notebooks import collect_references, myst_to_markdown, parse_chapter
 
 REPO = Path(__file__).resolve().parent.parent
@@ -123,10 +124,22 @@ def test_course_tools_import_no_torch(book: Path) -> None:
     assert "stale: notebooks/" in done.stdout  # --check ran on the fixture book (nothing generated yet)
 
 
-@pytest.mark.slow
-def test_committed_editions_are_up_to_date(capsys: pytest.CaptureFixture[str]) -> None:
-    code = notebooks.main(["--root", str(REPO), "--check"])
-    assert code == 0, f"run `python -m course.notebooks`:\n{capsys.readouterr().out}"
+def test_repository_is_read_from_the_config(tmp_path: Path) -> None:
+    (tmp_path / "_config.yml").write_text("repository:\n  url: https://github.com/someone/book.git\n")
+    repo = repository(tmp_path)
+    assert (repo.owner, repo.name, repo.branch, repo.path_to_book) == ("someone", "book", "main", "")
+    assert repo.pip_source == "git+https://github.com/someone/book.git@main"
+    for url in ("https://gitlab.com/someone/book", "https://github.com/someone", ""):
+        (tmp_path / "_config.yml").write_text(f"repository:\n  url: {url!r}\n  branch: dev\n")
+        with pytest.raises(ValueError, match="https://github.com/<owner>/<repo>"):
+            repository(tmp_path)
+
+
+def test_committed_editions_are_up_to_date(generated_editions: notebooks.Generated) -> None:
+    # What `python -m course.notebooks --check` checks, on the editions this test run generated once.
+    stale = notebooks.stale_files(REPO, generated_editions, notebooks.toc_chapters(REPO), full=True)
+    listing = "\n".join(f"  {rel} ({why})" for rel, why in stale)
+    assert not stale, f"generated files out of date with chapters/:\n{listing}\nrun `python -m course.notebooks`"
 
 
 # --------------------------------------------------------------------------- the Colab edition
