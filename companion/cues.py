@@ -52,21 +52,7 @@ def attention_pooling(weights: Tensor, values: Tensor) -> Tensor:
 
     Shapes: weights (n_q, n_k), values (n_k,) or (n_k, d) -> (n_q,) or (n_q, d).
     """
-    if not isinstance(weights, Tensor) or weights.dim() != 2:
-        raise ValueError(
-            "weights must be a 2-D tensor (n_q, n_k), "
-            f"got {tuple(getattr(weights, 'shape', ()))} ({type(weights).__name__})"
-        )
-    if not isinstance(values, Tensor) or values.dim() not in (1, 2):
-        raise ValueError(
-            "values must be a tensor (n_k,) or (n_k, d), "
-            f"got {tuple(getattr(values, 'shape', ()))} ({type(values).__name__})"
-        )
-    if weights.shape[1] != values.shape[0]:
-        raise ValueError(
-            "weights need one column per value (n_k), got weights "
-            f"{tuple(weights.shape)} for values {tuple(values.shape)}"
-        )
+    _check_pooling_inputs(weights, values)
     # Row j of the result mixes the value rows with the weights of query j; rows need
     # not sum to one (an exact-match miss is a row of zeros).
     return weights @ values  # (n_q, n_k) @ (n_k, d) -> (n_q, d)
@@ -122,6 +108,32 @@ def soft_lookup(
     Shapes: queries (n_q,) or (n_q, d), keys (n_k,) or (n_k, d),
     values (n_k,) or (n_k, d_v) -> (n_q,) or (n_q, d_v), weights (n_q, n_k).
     """
+    _check_temperature(temperature)
+    scores = similarity_scores(queries, keys, kind=kind)  # (n_q, n_k)
+    # softmax over the keys (dim=-1): each query spreads one unit of attention.
+    weights = torch.softmax(scores / temperature, dim=-1)  # (n_q, n_k)
+    return attention_pooling(weights, values), weights
+
+
+def _check_pooling_inputs(weights: object, values: object) -> None:
+    if not isinstance(weights, Tensor) or weights.dim() != 2:
+        raise ValueError(
+            "weights must be a 2-D tensor (n_q, n_k), "
+            f"got {tuple(getattr(weights, 'shape', ()))} ({type(weights).__name__})"
+        )
+    if not isinstance(values, Tensor) or values.dim() not in (1, 2):
+        raise ValueError(
+            "values must be a tensor (n_k,) or (n_k, d), "
+            f"got {tuple(getattr(values, 'shape', ()))} ({type(values).__name__})"
+        )
+    if weights.shape[1] != values.shape[0]:
+        raise ValueError(
+            "weights need one column per value (n_k), got weights "
+            f"{tuple(weights.shape)} for values {tuple(values.shape)}"
+        )
+
+
+def _check_temperature(temperature: object) -> None:
     if (
         isinstance(temperature, bool)
         or not isinstance(temperature, (int, float))
@@ -130,7 +142,3 @@ def soft_lookup(
         raise ValueError(
             f"temperature must be a finite number > 0, got {temperature!r}"
         )
-    scores = similarity_scores(queries, keys, kind=kind)  # (n_q, n_k)
-    # softmax over the keys (dim=-1): each query spreads one unit of attention.
-    weights = torch.softmax(scores / temperature, dim=-1)  # (n_q, n_k)
-    return attention_pooling(weights, values), weights

@@ -156,17 +156,7 @@ def nadaraya_watson(
 
     Shapes: queries (n_q,), keys and values (n_k,) or (n_q, n_k) -> (n_q,), (n_q, n_k).
     """
-    if (
-        not isinstance(values, Tensor)
-        or not isinstance(keys, Tensor)
-        or keys.shape != values.shape
-    ):
-        keys_shape = tuple(getattr(keys, "shape", ()))
-        values_shape = tuple(getattr(values, "shape", ()))
-        raise ValueError(
-            "keys and values must have the same shape, got "
-            f"keys {keys_shape} and values {values_shape}"
-        )
+    _check_same_shape(keys, values)
     weights = nadaraya_watson_weights(
         queries, keys, kernel=kernel, bandwidth=bandwidth
     )  # (n_q, n_k)
@@ -182,16 +172,8 @@ def leave_one_out(x_train: Tensor, y_train: Tensor) -> tuple[Tensor, Tensor]:
 
     Shapes: x_train, y_train (n,) -> keys (n, n-1), values (n, n-1).
     """
-    _check_1d("x_train", x_train)
-    _check_1d("y_train", y_train)
-    if x_train.shape != y_train.shape:
-        raise ValueError(
-            "x_train and y_train must have the same shape, "
-            f"got x_train {tuple(x_train.shape)} and y_train {tuple(y_train.shape)}"
-        )
+    _check_training_pairs(x_train, y_train)
     n = x_train.shape[0]
-    if n < 2:
-        raise ValueError(f"leave-one-out needs at least 2 training pairs, got {n}")
     # Without this, query i would find its own key at distance 0 and learn h -> 0
     # (pure memorisation).
     keep = ~torch.eye(n, dtype=torch.bool, device=x_train.device)  # (n, n)
@@ -242,3 +224,27 @@ def _check_nw_inputs(queries: Tensor, keys: Tensor, values: Tensor) -> None:
             f"got keys {tuple(keys.shape)} and values {tuple(values.shape)}"
         )
     _check_keys(queries, keys)
+
+
+def _check_same_shape(keys: object, values: object) -> None:
+    if (not isinstance(values, Tensor) or not isinstance(keys, Tensor)
+            or keys.shape != values.shape):
+        raise ValueError(
+            "keys and values must have the same shape, got "
+            f"keys {tuple(getattr(keys, 'shape', ()))} and "
+            f"values {tuple(getattr(values, 'shape', ()))}"
+        )
+
+
+def _check_training_pairs(x_train: Tensor, y_train: Tensor) -> None:
+    _check_1d("x_train", x_train)
+    _check_1d("y_train", y_train)
+    if x_train.shape != y_train.shape:
+        raise ValueError(
+            "x_train and y_train must have the same shape, "
+            f"got x_train {tuple(x_train.shape)} and y_train {tuple(y_train.shape)}"
+        )
+    if x_train.shape[0] < 2:
+        raise ValueError(
+            f"leave-one-out needs at least 2 training pairs, got {x_train.shape[0]}"
+        )
