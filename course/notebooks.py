@@ -1,4 +1,4 @@
-"""Turn chapter sources into Colab editions, public checks and otter-grader autograders.
+"""Turn chapter sources into Colab editions, public checks and autograders.
 
 ``python -m course.notebooks`` reads every chapter listed in ``_toc.yml``
 (``chapters/NN_topic.md``, MyST Markdown read with jupytext), builds an
@@ -8,7 +8,8 @@ otter assign (without executing anything) and writes (the MyST -> Markdown part 
 
 - ``notebooks/<stem>.ipynb``: the Colab edition (solutions blanked, plain Markdown);
 - ``companion/exercise_checks/<stem>/<question>.py``: the public checks, shipped with the package;
-- ``autograder/<stem>-autograder.zip`` and ``autograder/<stem>-solution.ipynb`` (not committed).
+- ``autograder/<stem>-autograder.zip`` (the Gradescope autograder of ``course.spec``, running
+  ``course.grade``) and ``autograder/<stem>-solution.ipynb`` (not committed).
 
 ``--check`` writes nothing and fails when the committed files are out of date.
 """
@@ -338,8 +339,9 @@ def setup_source(stem: str, source: str) -> str:
     return SETUP_TEMPLATE.format(source=source, otter=OTTER_VERSION, stem=stem)
 
 
-def assignment_config(source: str, *, autograder: bool) -> str:
-    """otter assign's ``# ASSIGNMENT CONFIG`` cell (exception-based tests in files)."""
+def assignment_config() -> str:
+    """otter assign's ``# ASSIGNMENT CONFIG`` cell (exception-based tests in files, no otter autograder:
+    grading is ``course.grade``'s, from ``course.spec``)."""
     config: dict[str, Any] = {
         "init_cell": False,
         "check_all_cell": False,
@@ -348,14 +350,6 @@ def assignment_config(source: str, *, autograder: bool) -> str:
         "tests": {"files": True, "ok_format": False},
         "generate": False,
     }
-    if autograder:
-        from companion.grading import CELL_SECONDS
-
-        # Gradescope builds its grading image from these: the companion package from the repository.
-        config["requirements"] = [f"attention-companion @ {source}"]
-        config["generate"] = {
-            "plugins": [{"companion.grading.CellTimeLimit": {"seconds": int(CELL_SECONDS)}}],
-        }
     return "# ASSIGNMENT CONFIG\n" + yaml.safe_dump(config, sort_keys=True).rstrip()
 
 
@@ -376,11 +370,11 @@ def _cell(kind: str, source: str, course: dict[str, Any] | None = None) -> nbfor
 
 
 def build_master(
-    stem: str, entries: Sequence[Unit | Question | Ungraded], refs: References, source: str, *, autograder: bool
+    stem: str, entries: Sequence[Unit | Question | Ungraded], refs: References, source: str
 ) -> nbformat.NotebookNode:
     """The otter-assign master notebook of one chapter (Markdown already converted)."""
     cells = [
-        nbformat.v4.new_raw_cell(assignment_config(source, autograder=autograder)),
+        nbformat.v4.new_raw_cell(assignment_config()),
         _cell("code", setup_source(stem, source), {"role": "setup"}),
         _cell("markdown", STUDENT_INSTRUCTIONS, {"role": "instructions"}),
     ]
@@ -498,6 +492,8 @@ def generate(root: Path, stems: Sequence[str] | None = None, *, autograder: bool
     import otter.assign
     from otter import logging as otter_logging
 
+    from .spec import autograder_zip, chapter_spec
+
     all_stems = toc_chapters(root)
     stems = list(all_stems if stems is None else stems)
     source = repository(root).pip_source
@@ -507,7 +503,7 @@ def generate(root: Path, stems: Sequence[str] | None = None, *, autograder: bool
         nb = _read_chapter(root, stem)
         entries = parse_chapter(nb, stem)
         refs = chapter_references(book, nb)
-        master = build_master(stem, entries, refs, source, autograder=autograder)
+        master = build_master(stem, entries, refs, source)
         result.questions[stem] = [e.name for e in entries if isinstance(e, Question)]
         with tempfile.TemporaryDirectory(prefix=f"assign-{stem}-") as tmp:
             work = Path(tmp)
@@ -522,8 +518,8 @@ def generate(root: Path, stems: Sequence[str] | None = None, *, autograder: bool
                 solution = nbformat.read(work / "dist" / "autograder" / f"{stem}.ipynb", as_version=4)
                 edition = _edition(solution, stem, student=False)
                 result.autograder[f"autograder/{stem}-solution.ipynb"] = edition.encode()
-                (zip_path,) = (work / "dist" / "autograder").glob(f"{stem}-autograder_*.zip")
-                result.autograder[f"autograder/{stem}-autograder.zip"] = zip_path.read_bytes()
+                zipped = autograder_zip(chapter_spec(root, stem), source)
+                result.autograder[f"autograder/{stem}-autograder.zip"] = zipped
     return result
 
 

@@ -204,7 +204,7 @@ def test_solution_edition_keeps_solutions(fixture_outputs: notebooks.Generated) 
     assert nb.metadata["course"]["edition"] == "solution"
 
 
-def test_autograder_config_installs_companion_and_limits_cells(
+def test_autograder_zip_runs_the_course_grader_from_its_own_spec(
     fixture_outputs: notebooks.Generated, tmp_path: Path
 ) -> None:
     import zipfile
@@ -212,12 +212,19 @@ def test_autograder_config_installs_companion_and_limits_cells(
     path = tmp_path / "ag.zip"
     path.write_bytes(fixture_outputs.autograder[f"autograder/{STEM}-autograder.zip"])
     with zipfile.ZipFile(path) as zf:
-        config = json.loads(zf.read("otter_config.json"))
-        environment = zf.read("environment.yml").decode()
-        hidden = zf.read("tests/mean_pool.py").decode()
-    assert config["plugins"] == [{"companion.grading.CellTimeLimit": {"seconds": 60}}]
-    assert "attention-companion @ git+https://github.com/attention-course/attention-course@main" in environment
-    assert "hidden=True" in hidden
+        assert sorted(zf.namelist()) == ["run_autograder", "setup.sh", "spec.json"]
+        spec = json.loads(zf.read("spec.json"))
+        setup = zf.read("setup.sh").decode()
+        run = zf.read("run_autograder").decode()
+        assert zf.getinfo("run_autograder").external_attr >> 16 & 0o111  # executable
+    assert "attention-companion[grading] @ git+https://github.com/attention-course/attention-course@main" in setup
+    assert "bubblewrap" in setup
+    assert "python -m course.grade /autograder/submission --spec spec.json" in run
+    assert "--gradescope /autograder/results/results.json" in run
+    assert spec["chapter"] == STEM
+    tests = {q["name"]: [(t["name"], t["points"], t["hidden"]) for t in q["tests"]] for q in spec["questions"]}
+    assert tests["mean_pool"] == [("test_mean_pool_small", 1.0, False), ("test_mean_pool_hidden", 2.0, True)]
+    assert spec["forbid_everywhere"] == ["companion.exercises"]
 
 
 def solution_lines(unit: notebooks.Unit) -> list[str]:

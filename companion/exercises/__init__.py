@@ -8,6 +8,14 @@ message is a hint that names the likely mistake. The ``*_small`` and
 ``*_values`` checks are public (``grader.check``); the ``*_thorough`` checks are
 hidden and count at grading time.
 
+At grading time a check runs in the judge's process and ``fn`` calls the
+learner's function in the learner's process (``course.judge``): arguments and
+results cross as data. A model crosses as its recipe, so a check builds one
+with ``built(cls, *args, **kwargs)``; any other callable it passes stays in the
+judge and is called back. Each module's ``FORBIDDEN`` maps a question to what
+its answer may not call (the course's own implementation of it); nothing in
+``companion.exercises`` may be called by any answer.
+
 What every check needs lives here: ``call_on_copies`` runs the learner's
 function (time limit, torch's errors explained by ``TORCH_HINTS``, inputs that
 must come back unchanged), ``expect_close`` names the mistake behind a wrong
@@ -30,6 +38,7 @@ __all__ = [
     "CheckTimeout",
     "TORCH_HINTS",
     "backpropagate",
+    "built",
     "call_on_copies",
     "expect_close",
     "expect_differentiable",
@@ -38,6 +47,17 @@ __all__ = [
     "run_limited",
     "time_limit",
 ]
+
+def built(cls: type, *args: Any, **kwargs: Any) -> Any:
+    """``cls(*args, **kwargs)``, remembering how it was built, so the model can cross to the learner's
+    process at grading time (rebuilt there from the course's class, with these weights) (all chapters).
+
+    ``cls`` is a class of the course's package or of ``torch.nn``.
+    """
+    model = cls(*args, **kwargs)
+    model._course_recipe = (f"{cls.__module__}:{cls.__qualname__}", args, kwargs)
+    return model
+
 
 class CheckTimeout(Exception):
     """Raised inside code that ran past the time limit of a check (all chapters)."""

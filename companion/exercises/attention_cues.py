@@ -13,11 +13,24 @@ from torch import Tensor
 from companion.exercises import call_on_copies, expect_close
 
 __all__ = [
+    "FORBIDDEN",
     "check_normalize_scores_values",
     "check_normalize_scores_thorough",
     "check_top_k_weights_values",
     "check_top_k_weights_thorough",
 ]
+
+# What each answer may not call: the course's own implementation of it (the judge scores such an
+# answer 0). Nothing in companion.exercises may be called by any answer.
+FORBIDDEN = {
+    "normalize_scores": [
+        "torch.softmax",
+        "torch.nn.functional.softmax",
+        "torch.special.softmax",
+        "torch.Tensor.softmax",
+    ],
+    "top_k_weights": [],
+}
 
 # ---------------------------------------------------------------------------
 # Exercise 1: normalising scores with a softmax over the keys

@@ -14,6 +14,7 @@ from companion.attention import DotProductAttention, masked_softmax, valid_lens_
 from companion.exercises import backpropagate, call_on_copies, expect_close, expect_differentiable
 
 __all__ = [
+    "FORBIDDEN",
     "reference_additive_scores",
     "check_masked_softmax_small",
     "check_masked_softmax_thorough",
@@ -22,6 +23,17 @@ __all__ = [
     "check_scaled_dot_product_small",
     "check_scaled_dot_product_thorough",
 ]
+
+# What each answer may not call: the course's own implementation of it (the judge scores such an
+# answer 0). Nothing in companion.exercises may be called by any answer.
+FORBIDDEN = {
+    "masked_softmax": ["companion.attention.masked_softmax"],
+    "additive_scores": ["companion.attention.AdditiveAttention"],
+    "scaled_dot_product_attention": [
+        "companion.attention.DotProductAttention",
+        "torch.nn.functional.scaled_dot_product_attention",
+    ],
+}
 
 _MS = "masked_softmax"
 _AS = "additive_scores"

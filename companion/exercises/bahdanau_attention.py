@@ -11,10 +11,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from companion.exercises import call_on_copies, expect_close, expect_returned
+from companion.exercises import built, call_on_copies, expect_close, expect_returned
 from companion.seq2seq import Seq2SeqAttentionDecoder, teacher_forcing_inputs
 
 __all__ = [
+    "FORBIDDEN",
     "check_teacher_forcing_small",
     "check_teacher_forcing_thorough",
     "check_attention_step_small",
@@ -22,6 +23,18 @@ __all__ = [
     "check_greedy_search_small",
     "check_greedy_search_thorough",
 ]
+
+# What each answer may not call: the course's own implementation of it (the judge scores such an
+# answer 0). Nothing in companion.exercises may be called by any answer.
+FORBIDDEN = {
+    "teacher_forcing": ["companion.seq2seq.teacher_forcing_inputs"],
+    "attention_step": ["companion.seq2seq.Seq2SeqAttentionDecoder.forward"],
+    "greedy_search": [
+        "companion.decoding.greedy_decode",
+        "companion.decoding.transformer_greedy_decode",
+        "companion.decoding.predict_seq2seq",
+    ],
+}
 
 # ---------------------------------------------------------------------------
 # Exercise 1: decoder inputs under teacher forcing
@@ -134,7 +147,7 @@ def _step_logit_mistakes(decoder: Seq2SeqAttentionDecoder, tokens: Tensor, state
 def _attention_decoder(vocab_size: int, size: int, num_layers: int, seed: int) -> Seq2SeqAttentionDecoder:
     # Embedding and hidden sizes are equal, so a swapped concatenation still runs and can be diagnosed.
     torch.manual_seed(seed)
-    decoder = Seq2SeqAttentionDecoder(vocab_size, size, size, num_layers=num_layers)
+    decoder = built(Seq2SeqAttentionDecoder, vocab_size, size, size, num_layers=num_layers)
     return decoder.eval()
 
 

@@ -13,6 +13,7 @@ from companion.exercises import call_on_copies, expect_close, expect_differentia
 from companion.multihead import MultiHeadAttention, transpose_output, transpose_qkv
 
 __all__ = [
+    "FORBIDDEN",
     "reference_num_parameters",
     "check_split_heads_small",
     "check_split_heads_thorough",
@@ -21,6 +22,14 @@ __all__ = [
     "check_num_parameters_small",
     "check_num_parameters_thorough",
 ]
+
+# What each answer may not call: the course's own implementation of it (the judge scores such an
+# answer 0). Nothing in companion.exercises may be called by any answer.
+FORBIDDEN = {
+    "split_heads": ["companion.multihead.transpose_qkv"],
+    "merge_heads": ["companion.multihead.transpose_output"],
+    "mha_num_parameters": ["companion.multihead.MultiHeadAttention"],
+}
 
 _SPLIT = "split_heads"
 _MERGE = "merge_heads"

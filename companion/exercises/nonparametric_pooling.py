@@ -13,6 +13,7 @@ from companion.exercises import call_on_copies, expect_close
 from companion.pooling import gaussian_kernel, leave_one_out, nadaraya_watson
 
 __all__ = [
+    "FORBIDDEN",
     "check_gaussian_kernel_values",
     "check_gaussian_kernel_thorough",
     "check_nadaraya_watson_predict_small",
@@ -20,6 +21,18 @@ __all__ = [
     "check_loo_mse_small",
     "check_loo_mse_thorough",
 ]
+
+# What each answer may not call: the course's own implementation of it (the judge scores such an
+# answer 0). Nothing in companion.exercises may be called by any answer.
+FORBIDDEN = {
+    "gaussian_kernel": ["companion.pooling.gaussian_kernel"],
+    "nadaraya_watson_predict": [
+        "companion.pooling.nadaraya_watson",
+        "companion.pooling.nadaraya_watson_weights",
+        "companion.pooling.NWKernelRegression",
+    ],
+    "loo_mse": [],
+}
 
 # ---------------------------------------------------------------------------
 # Exercise 1: the Gaussian kernel K(u) = exp(-u^2 / 2)

@@ -16,6 +16,7 @@ from ..pooling import leave_one_out
 from . import backpropagate, call_on_copies, expect_close, expect_differentiable
 
 __all__ = [
+    "FORBIDDEN",
     "reference_batched_weighted_sum",
     "reference_leave_one_out_keys",
     "check_batched_weighted_sum_small",
@@ -23,6 +24,13 @@ __all__ = [
     "check_leave_one_out_keys_small",
     "check_leave_one_out_keys_thorough",
 ]
+
+# What each answer may not call: the course's own implementation of it (the judge scores such an
+# answer 0). Nothing in companion.exercises may be called by any answer.
+FORBIDDEN = {
+    "batched_weighted_sum": [],
+    "leave_one_out_keys": ["companion.pooling.leave_one_out"],
+}
 
 _BWS = "batched_weighted_sum"
 _LOO = "leave_one_out_keys"

@@ -15,6 +15,7 @@ from companion.exercises import call_on_copies, expect_close
 from companion.positional import apply_rotary, encoding_frequencies, offset_rotation, sinusoidal_encoding
 
 __all__ = [
+    "FORBIDDEN",
     "check_sinusoidal_encoding_small",
     "check_sinusoidal_encoding_thorough",
     "check_rotation_for_offset_small",
@@ -22,6 +23,18 @@ __all__ = [
     "check_apply_rope_small",
     "check_apply_rope_thorough",
 ]
+
+# What each answer may not call: the course's own implementation of it (the judge scores such an
+# answer 0). Nothing in companion.exercises may be called by any answer.
+FORBIDDEN = {
+    "sinusoidal_encoding": [
+        "companion.positional.sinusoidal_encoding",
+        "companion.positional.position_encoding",
+        "companion.positional.PositionalEncoding",
+    ],
+    "rotation_for_offset": ["companion.positional.offset_rotation"],
+    "apply_rope": ["companion.positional.apply_rotary"],
+}
 
 _SE = "sinusoidal_encoding"
 _RO = "rotation_for_offset"

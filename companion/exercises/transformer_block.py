@@ -12,11 +12,24 @@ from torch import Tensor
 from companion.exercises import call_on_copies, expect_close
 
 __all__ = [
+    "FORBIDDEN",
     "check_position_wise_ffn_small",
     "check_position_wise_ffn_thorough",
     "check_add_norm_small",
     "check_add_norm_thorough",
 ]
+
+# What each answer may not call: the course's own implementation of it (the judge scores such an
+# answer 0). Nothing in companion.exercises may be called by any answer.
+FORBIDDEN = {
+    "position_wise_ffn": ["companion.transformer.PositionWiseFFN"],
+    "add_norm": [
+        "companion.transformer.AddNorm",
+        "torch.nn.LayerNorm",
+        "torch.nn.functional.layer_norm",
+        "torch.layer_norm",
+    ],
+}
 
 # ---------------------------------------------------------------------------
 # Exercise 1: the position-wise FFN, max(0, x W1 + b1) W2 + b2

@@ -12,11 +12,19 @@ from torch import Tensor
 from companion.exercises import call_on_copies, expect_close, expect_returned
 
 __all__ = [
+    "FORBIDDEN",
     "check_causal_mask_small",
     "check_causal_mask_thorough",
     "check_cached_attention_step_small",
     "check_cached_attention_step_thorough",
 ]
+
+# What each answer may not call: the course's own implementation of it (the judge scores such an
+# answer 0). Nothing in companion.exercises may be called by any answer.
+FORBIDDEN = {
+    "causal_mask": ["companion.transformer_seq2seq.causal_mask"],
+    "cached_attention_step": ["companion.multihead.KVCache"],
+}
 
 # ---------------------------------------------------------------------------
 # Exercise 1: the causal mask, True where key j <= query i
