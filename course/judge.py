@@ -253,9 +253,14 @@ class Judge:
         for question in spec["questions"]:
             forbid = everywhere + list(question.get("forbid", []))
             self.hits = set()
-            tests = []
+            tests: list[dict[str, Any]] = []
             for test in question["tests"]:
                 passed, message = False, ""
+                if tests and not tests[-1]["passed"] and self.proc is None:
+                    message = "not run: an earlier check of this question stopped the notebook's process"
+                    tests.append({"name": test["name"], "points": test["points"], "hidden": test["hidden"],
+                                  "passed": False, "message": message})
+                    continue
                 try:
                     check = _compile_check(test)
                     values = {p: self.describe(p, forbid) for p in inspect.signature(check).parameters}

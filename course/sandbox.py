@@ -56,6 +56,9 @@ class Sandbox:
 
     def describe(self, limits: Limits, uid: int | None) -> str:
         who = f", as uid {uid}" if uid is not None else ""
+        if uid is None and os.geteuid() == 0 and self.kind != "bubblewrap":
+            who = (", as root: the process limit does not hold for root (install Python where other users "
+                   "can read it, and the learner gets a uid of its own)")
         if self.kind == "bubblewrap":
             return (f"bubblewrap: no network, a read-only file system apart from {WORKDIR} and /tmp "
                     f"({limits.scratch_mb} MB each){who}; {limits.describe()}")
