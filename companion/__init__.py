@@ -12,7 +12,8 @@ is defined in one module:
 - ``experiments``: each chapter's experiment, in a module named for it
   (``experiments.scaling`` for chapter 4's sqrt(d) experiment);
 - ``metrics``, ``plotting``, ``utils``: measures, figures, devices and seeds, the
-  shared argument checks;
+  shared argument checks; ``measure``: timing and peak memory, the one way every
+  chapter measures cost;
 - ``exercises``: the checks of the graded exercises; ``grading``: what a Colab
   edition needs to run them.
 
@@ -45,6 +46,7 @@ Other sizes are written out by name (max_len, query_size, content_size, ...).
 from . import (attention, cues, decoding, experiments, metrics, multihead, plotting,
                pooling, positional, seq2seq, tasks, training, transformer,
                transformer_seq2seq, utils)
+from . import measure
 from .attention import *  # noqa: F401,F403
 from .cues import *  # noqa: F401,F403
 from .decoding import *  # noqa: F401,F403
@@ -60,6 +62,7 @@ from .training import *  # noqa: F401,F403
 from .transformer import *  # noqa: F401,F403
 from .transformer_seq2seq import *  # noqa: F401,F403
 from .utils import *  # noqa: F401,F403
+from .measure import *  # noqa: F401,F403
 
 __all__ = [
     *utils.__all__,
@@ -77,4 +80,10 @@ __all__ = [
     *transformer.__all__,
     *transformer_seq2seq.__all__,
     *experiments.__all__,
+    *measure.__all__,
 ]
+# Part IV, chapters 10-12: one block per chapter, each importing its own modules.
+# chapter 10
+# chapter 11
+# chapter 12
+

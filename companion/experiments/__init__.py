@@ -11,3 +11,7 @@ __all__ = [
     *scaling.__all__, *heads.__all__, *positions.__all__, *norm_placement.__all__,
     *cost.__all__,
 ]
+# Part IV, chapters 10-12: one block per chapter.
+# chapter 10
+# chapter 11
+# chapter 12
