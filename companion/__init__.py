@@ -5,7 +5,9 @@ is defined in one module:
 
 - models, one topic per module: ``cues`` (chapter 1), ``pooling`` (2-3),
   ``attention`` (4), ``seq2seq`` (5), ``multihead`` (6), ``positional`` (7),
-  ``transformer`` (8), ``transformer_seq2seq`` (9);
+  ``transformer`` (8), ``transformer_seq2seq`` (9), ``conv_attention`` and
+  ``layer_types`` (10), ``gating`` and ``gmlp`` (11), ``chunked_attention`` and
+  ``local_attention`` (12);
 - ``decoding`` and ``training``: greedy decoding and the training loops;
 - ``tasks``: the data, generated from a seed (the toy regression, text and dates,
   the synthetic sequence tasks);
@@ -84,6 +86,19 @@ __all__ = [
 ]
 # Part IV, chapters 10-12: one block per chapter, each importing its own modules.
 # chapter 10
+from . import conv_attention, layer_types
+from .conv_attention import *  # noqa: F401,F403
+from .layer_types import *  # noqa: F401,F403
+__all__ += conv_attention.__all__ + layer_types.__all__
 # chapter 11
+from . import gating, gmlp
+from .gating import *  # noqa: F401,F403
+from .gmlp import *  # noqa: F401,F403
+__all__ += gating.__all__ + gmlp.__all__
 # chapter 12
+from . import chunked_attention as _chunked_attention_module
+from . import local_attention
+from .chunked_attention import *  # noqa: F401,F403
+from .local_attention import *  # noqa: F401,F403
+__all__ += _chunked_attention_module.__all__ + local_attention.__all__
 

@@ -13,5 +13,14 @@ __all__ = [
 ]
 # Part IV, chapters 10-12: one block per chapter.
 # chapter 10
+from . import layer_cost
+from .layer_cost import *  # noqa: F401,F403
+__all__ += layer_cost.__all__
 # chapter 11
+from . import gating_vs_attention
+from .gating_vs_attention import *  # noqa: F401,F403
+__all__ += gating_vs_attention.__all__
 # chapter 12
+from . import long_sequences
+from .long_sequences import *  # noqa: F401,F403
+__all__ += long_sequences.__all__

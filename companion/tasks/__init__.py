@@ -12,5 +12,11 @@ from .text import *  # noqa: F401,F403
 __all__ = [*regression.__all__, *text.__all__, *dates.__all__, *synthetic.__all__]
 # Part IV, chapters 10-12: one block per chapter.
 # chapter 10
+from . import long_range
+from .long_range import *  # noqa: F401,F403
+__all__ += long_range.__all__
 # chapter 11
 # chapter 12
+from . import frames
+from .frames import *  # noqa: F401,F403
+__all__ += frames.__all__
