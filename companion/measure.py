@@ -28,6 +28,7 @@ __all__ = ["loglog_slope", "peak_memory", "time_call"]
 
 
 def _synchronize(device: torch.device | str | None) -> None:
+    """GPU work is asynchronous: wait for it before reading the clock."""
     if device is not None and torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -61,11 +62,18 @@ def time_call(
 
 
 _CHILD = """\
-import importlib, json, resource, sys
+import importlib, inspect, json, resource, sys
 import torch
 spec = json.loads(sys.argv[1])
 module, _, name = spec["target"].partition(":")
 fn = getattr(importlib.import_module(module), name)
+params = inspect.signature(fn).parameters
+calls = [*spec["warmup"], spec["kwargs"]]
+if "device" in params or any(p.kind == p.VAR_KEYWORD for p in params.values()):
+    for kwargs in calls:
+        kwargs["device"] = spec["device"]
+for kwargs in spec["warmup"]:
+    fn(**kwargs)
 def rss_mb():
     for line in open("/proc/self/status"):
         if line.startswith("VmHWM:"):
@@ -82,19 +90,25 @@ print(json.dumps({"before_mb": before, "peak_mb": peak}))
 
 
 def peak_memory(
-    target: str, *, device: str = "cpu", timeout: float = 600.0, **kwargs: Any
+    target: str, *, device: str = "cpu", warmup: Sequence[dict[str, Any]] = (),
+    timeout: float = 600.0, **kwargs: Any
 ) -> float:
     """MiB that ``target(**kwargs)`` adds at its peak, measured in a fresh process.
 
     ``target`` is ``"module:function"``, importable in a fresh
     Python, and ``kwargs`` are JSON values (the function builds its own tensors,
-    on ``device`` when it takes one). On a CPU this is the growth of the peak
+    on ``device``, which it is given when it takes a ``device`` argument). On a CPU
+    this is the growth of the peak
     resident set (``VmHWM``) over what the process held after its imports; on
-    CUDA, PyTorch's allocator peak.
+    CUDA, PyTorch's allocator peak. Each entry of ``warmup`` (keyword arguments
+    of a small case) calls the target once before that baseline is read, so what
+    libraries allocate on their first call (thread pools, kernel caches) is not
+    counted.
     """
     if ":" not in target:
         raise ValueError(f"expected target as 'module:function', got {target!r}")
-    spec = json.dumps({"target": target, "device": str(device), "kwargs": kwargs})
+    spec = json.dumps({"target": target, "device": str(device), "kwargs": kwargs,
+                       "warmup": [dict(w) for w in warmup]})
     done = subprocess.run([sys.executable, "-c", _CHILD, spec], capture_output=True,
                           text=True, timeout=timeout, check=False)
     if done.returncode != 0:

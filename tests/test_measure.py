@@ -44,6 +44,24 @@ def test_peak_memory_sees_what_the_call_allocated() -> None:
     assert little < 60, little
 
 
+_CACHE: list = []
+
+
+def allocate_after_a_first_call_cache(mb: int) -> None:
+    """Like ``allocate``, but the first call also fills a 128 MiB cache, as libraries do."""
+    import torch
+
+    if not _CACHE:
+        _CACHE.append(torch.ones(128 * 2**20 // 4))
+    allocate(mb)
+
+
+def test_peak_memory_leaves_out_what_the_warm_up_allocated() -> None:
+    target = "tests.test_measure:allocate_after_a_first_call_cache"
+    assert measure.peak_memory(target, mb=16) > 120
+    assert measure.peak_memory(target, warmup=[{"mb": 1}], mb=16) < 60
+
+
 def test_peak_memory_reports_a_failing_target() -> None:
     with pytest.raises(RuntimeError, match="measuring"):
         measure.peak_memory("tests.test_measure:no_such_function")

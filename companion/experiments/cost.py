@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from ..decoding import transformer_greedy_decode
+from ..measure import _synchronize
 from ..seq2seq import sequence_loss, teacher_forcing_inputs
 from ..tasks.text import BOS, EOS, DateSplit, Vocab
 from ..transformer_seq2seq import TransformerEncoderDecoder
@@ -61,12 +62,6 @@ def _checked_steps(steps: Sequence[int], repeats: int) -> list[int]:
     for m in steps:
         check_positive_int("each number of steps", m)
     return steps
-
-
-def _synchronize(device: torch.device) -> None:
-    # GPU work is asynchronous: wait for it before reading the clock.
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def training_flops_per_token(

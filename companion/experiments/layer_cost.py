@@ -84,20 +84,31 @@ def time_against_length(kinds: Sequence[str], lengths: Sequence[int], *, d: int,
     return times
 
 
+def forward_once(kind: str, n: int, d: int, batch_size: int,
+                 device: str = "cpu") -> None:
+    """Build ``kind`` and run one forward pass on (batch_size, n, d): the work that
+    ``memory_against_length`` measures (chapter 10)."""
+    layer = build_layer(kind, d).to(device).eval()
+    X = torch.randn(batch_size, n, d, device=device)
+    with torch.no_grad():
+        layer(X)
+
+
 def memory_against_length(kinds: Sequence[str], lengths: Sequence[int], *, d: int,
                           batch_size: int, device: str = "cpu",
                           jobs: int = 2) -> dict[str, list[float]]:
     """MiB one forward pass adds at its peak, each in a fresh process (chapter 10).
 
     Shapes: -> {kind: one float per n}. ``jobs`` processes run at a time: each
-    measures only itself. The work is ``_forward_target.forward_once``, whose module
-    runs every kind once on a tiny input first (the libraries' first-call buffers).
+    measures only itself. Each process first runs every kind once on a tiny input,
+    so the libraries' first-call buffers are not counted as the layer's.
     """
-    target = f"{__package__}._forward_target:forward_once"
+    target = f"{__name__}:forward_once"
+    warmup = [dict(kind=kind, n=8, d=64, batch_size=1) for kind in COST_KINDS]
     runs = [(kind, n) for kind in kinds for n in lengths]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         peaks = list(pool.map(lambda run: peak_memory(
-            target, device=str(device), kind=run[0], n=run[1], d=d,
+            target, device=str(device), warmup=warmup, kind=run[0], n=run[1], d=d,
             batch_size=batch_size), runs))
     out: dict[str, list[float]] = {kind: [] for kind in kinds}
     for (kind, _), mib in zip(runs, peaks):
