@@ -24,3 +24,7 @@ __all__ += gating_vs_attention.__all__
 from . import long_sequences
 from .long_sequences import *  # noqa: F401,F403
 __all__ += long_sequences.__all__
+# Part V, chapters 13-15: one block per chapter.
+# chapter 13
+# chapter 14
+# chapter 15

@@ -20,3 +20,7 @@ __all__ += long_range.__all__
 from . import frames
 from .frames import *  # noqa: F401,F403
 __all__ += frames.__all__
+# Part V, chapters 13-15: one block per chapter.
+# chapter 13
+# chapter 14
+# chapter 15
