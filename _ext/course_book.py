@@ -17,6 +17,8 @@ What it does, event by event:
   rendered notebook code cells (the chapter sources keep them; the Colab edition uses them to blank the answer);
   makes every page depend on this file and each chapter on the companion files it runs (``course.dependencies``),
   so that a change in either is seen by the next incremental build (the chapter is then executed again).
+- ``env-get-updated`` (after Sphinx has numbered figures and equations): numbers each chapter's equations
+  (4.1), (4.2), ... instead of across the book; the Colab editions number them the same way.
 - ``doctree-resolved``: adds an "Open in Colab" link under the title of every page in ``chapters/``, pointing at
   ``notebooks/<stem>.ipynb`` on GitHub, with owner, repository and branch read from ``repository:`` in
   ``_config.yml`` (``course.config``).
@@ -46,6 +48,7 @@ from sphinx.errors import ConfigError, ExtensionError
 
 from course.config import repository
 from course.dependencies import chapter_dependencies
+from course.myst import chapter_number
 
 __version__ = "1.0.0"
 
@@ -205,6 +208,19 @@ def note_code_dependencies(app: Sphinx, doctree: nodes.document) -> None:
         app.env.note_dependency(path)
 
 
+def number_equations_per_chapter(app: Sphinx, env: BuildEnvironment) -> list[str]:
+    """Number each chapter's equations (4.1), (4.2), ...: Sphinx numbers them across the
+    whole book when the table of contents is not numbered. The Colab editions use the same
+    numbers (``course.notebooks.chapter_references``)."""
+    for docname, numbers in env.toc_fignumbers.items():
+        chapter, equations = chapter_number(docname), numbers.get("displaymath")
+        if chapter is None or not equations:
+            continue
+        in_order = sorted(equations, key=equations.__getitem__)
+        numbers["displaymath"] = {eq: (chapter, k) for k, eq in enumerate(in_order, 1)}
+    return []
+
+
 def colab_url(app: Sphinx, docname: str) -> str:
     """The Colab URL of the generated notebook of a chapter page."""
     try:
@@ -312,6 +328,7 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("env-before-read-docs", note_chapters_to_read)
     app.connect("doctree-read", strip_solution_markers)
     app.connect("doctree-read", note_code_dependencies)
+    app.connect("env-get-updated", number_equations_per_chapter, priority=900)  # after Sphinx numbers them
     app.connect("doctree-resolved", add_colab_link)
     app.connect("html-page-context", drop_duplicate_scripts)
     app.connect("build-finished", finish_build)

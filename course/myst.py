@@ -16,7 +16,10 @@ from pathlib import Path
 
 import yaml
 
-__all__ = ["SOLUTION_MARKERS", "Block", "References", "collect_references", "myst_to_markdown", "parse_blocks"]
+__all__ = [
+    "SOLUTION_MARKERS", "Block", "References", "chapter_number", "collect_references", "myst_to_markdown",
+    "parse_blocks",
+]
 
 # --------------------------------------------------------------------------- MyST blocks
 
@@ -109,7 +112,7 @@ def _split_options(body: list[str]) -> tuple[dict[str, str], list[str]]:
 class References:
     """What cross-references resolve to in plain Markdown: equation numbers and titles."""
 
-    equations: dict[str, int] = field(default_factory=dict)
+    equations: dict[str, str] = field(default_factory=dict)  # label -> "4.1"
     titles: dict[str, str] = field(default_factory=dict)
     docs: dict[str, str] = field(default_factory=dict)
 
@@ -132,10 +135,26 @@ def _walk_text(blocks: Iterable[Block]) -> Iterable[tuple[str, Block]]:
             yield from _walk_text(parse_blocks("\n".join(block.body)))
 
 
+def chapter_number(name: str) -> int | None:
+    """4 for ``04_attention_scoring`` or ``chapters/04_attention_scoring``; None for a page
+    that is not a numbered chapter (the intro, an appendix)."""
+    match = re.match(r"(?:chapters/)?(\d+)_", name)
+    return int(match[1]) if match else None
+
+
 def collect_references(
-    markdown_sources: Iterable[str], refs: References | None = None, *, number_equations: bool = True
+    markdown_sources: Iterable[str],
+    refs: References | None = None,
+    *,
+    number_equations: bool = True,
+    chapter: int | None = None,
 ) -> References:
-    """Collect labelled equations (numbered in order), section targets and exercise labels."""
+    """Collect labelled equations (numbered in order), section targets and exercise labels.
+
+    Equations are numbered as the book numbers them: "4.1", "4.2", ... in chapter 4
+    (``chapter=4``); "1", "2", ... without a chapter.
+    """
+    prefix = "" if chapter is None else f"{chapter}."
     refs = refs or References()
     count = len(refs.equations)
     for source in markdown_sources:
@@ -157,7 +176,7 @@ def collect_references(
                 for m in _DISPLAY_MATH.finditer("\n".join(lines)):
                     if m["label"] and m["label"] not in refs.equations:
                         count += 1
-                        refs.equations[m["label"]] = count
+                        refs.equations[m["label"]] = f"{prefix}{count}"
     return refs
 
 

@@ -31,7 +31,8 @@ import nbformat
 import yaml
 
 from .config import repository
-from .myst import SOLUTION_MARKERS, References, collect_references, myst_to_markdown, parse_blocks
+from .myst import (SOLUTION_MARKERS, References, chapter_number, collect_references, myst_to_markdown,
+                   parse_blocks)
 
 __all__ = [
     "Generated",
@@ -480,10 +481,11 @@ def book_references(root: Path, stems: Sequence[str]) -> References:
     return refs
 
 
-def chapter_references(book: References, nb: nbformat.NotebookNode) -> References:
-    """``book`` plus the chapter's own equation numbers (the book numbers equations per page)."""
+def chapter_references(book: References, nb: nbformat.NotebookNode, stem: str) -> References:
+    """``book`` plus the chapter's own equation numbers: (4.1), (4.2), ... in chapter 4,
+    as the book numbers them (``_ext/course_book.py``)."""
     markdown = [c.source for c in nb.cells if c.cell_type == "markdown"]
-    equations = collect_references(markdown).equations
+    equations = collect_references(markdown, chapter=chapter_number(stem)).equations
     return References(equations=equations, titles=dict(book.titles), docs=dict(book.docs))
 
 
@@ -502,7 +504,7 @@ def generate(root: Path, stems: Sequence[str] | None = None, *, autograder: bool
     for stem in stems:
         nb = _read_chapter(root, stem)
         entries = parse_chapter(nb, stem)
-        refs = chapter_references(book, nb)
+        refs = chapter_references(book, nb, stem)
         master = build_master(stem, entries, refs, source)
         result.questions[stem] = [e.name for e in entries if isinstance(e, Question)]
         with tempfile.TemporaryDirectory(prefix=f"assign-{stem}-") as tmp:

@@ -29,6 +29,7 @@ import yaml
 
 from course.config import repository
 from course.dependencies import package_files
+from course.myst import chapter_number
 
 pytestmark = pytest.mark.slow
 
@@ -419,6 +420,18 @@ def test_chapter_math_is_rendered(chapter_visit, docname: str):
     assert not visit.math["errors"], f"{docname}: MathJax could not typeset: {visit.math['errors']}"
     leftovers = sorted({m.group(0)[:60] for m in RAW_TEX.finditer(visit.prose_without_code)})
     assert not leftovers, f"{docname}: raw TeX left in the visible text: {leftovers}"
+
+
+EQUATION_NUMBER = re.compile(r'<span class="eqno">\((?P<number>[^()<]+)\)')
+
+
+@pytest.mark.parametrize("docname", CHAPTERS)
+def test_chapter_equations_are_numbered_within_the_chapter(built_book: Path, docname: str):
+    """Chapter 4's equations read (4.1), (4.2), ... (tests/test_book.py checks the references to them)."""
+    page = (built_book / f"{docname}.html").read_text(encoding="utf-8")
+    numbers = EQUATION_NUMBER.findall(page)
+    chapter = chapter_number(docname)
+    assert numbers == [f"{chapter}.{k}" for k in range(1, len(numbers) + 1)], (docname, numbers)
 
 
 @pytest.mark.parametrize("docname", CHAPTERS)

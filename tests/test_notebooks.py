@@ -292,9 +292,11 @@ def test_exercise_becomes_a_bold_heading_and_nested_directives_convert() -> None
 
 
 def test_labelled_math_loses_its_label_and_refs_become_text() -> None:
-    refs = collect_references(["(sec-a)=\n## Section A\n\n$$\nx = 1\n$$ (eq-x)\n\n$$ y = 2 $$ (eq-y)"])
+    source = "(sec-a)=\n## Section A\n\n$$\nx = 1\n$$ (eq-x)\n\n$$ y = 2 $$ (eq-y)"
+    assert collect_references([source], chapter=4).equations == {"eq-x": "4.1", "eq-y": "4.2"}
+    refs = collect_references([source])
     refs.docs["02_nonparametric_pooling"] = "2. Non-parametric attention pooling"
-    assert refs.equations == {"eq-x": 1, "eq-y": 2}
+    assert refs.equations == {"eq-x": "1", "eq-y": "2"}
     text = (
         "(sec-a)=\n## Section A\n\n$$\nx = 1\n$$ (eq-x)\n\n$$ y = 2 $$ (eq-y)\n\n"
         "By {eq}`eq-y` and {ref}`sec-a`, see {ref}`the start <sec-a>`, {numref}`sec-a`, "
