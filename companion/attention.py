@@ -279,14 +279,14 @@ def fused_dot_product_attention(
         # An empty tensor with the scores' shape, only for _as_mask's checks.
         probe = queries.new_empty(queries.shape[0], queries.shape[1], keys.shape[1])
         mask = _as_mask(probe, valid_lens)  # (B, n_q, n_k)
-    # The kernels take (B, heads, n, d): with one head axis added, the CPU's
-    # memory-efficient kernel is picked too (with 3-D inputs it holds n_q x n_k).
+    # The kernels take (B, h, n, d): with one head axis added, the CPU's
+    # memory-efficient kernel is picked too; with 3-D inputs it holds n_q x n_k.
     out = F.scaled_dot_product_attention(
         queries.unsqueeze(1), keys.unsqueeze(1), values.unsqueeze(1),
         attn_mask=None if mask is None else mask.unsqueeze(1), dropout_p=dropout_p,
     ).squeeze(1)
     if mask is not None:
-        # Our convention for a query that sees no key, whatever the backend does
-        # (masked_fill, not a product: a backend's NaN there must not survive).
+        # Our convention for a query that sees no key, whatever the backend does.
+        # masked_fill, not a product: a backend's NaN there must not survive.
         out = out.masked_fill(~mask.any(dim=-1, keepdim=True), 0.0)
     return out

@@ -9,6 +9,8 @@ if ! python -c "import torch" 2>/dev/null; then
     python -m pip install "torch==2.13.0"
 fi
 python -m pip install -r requirements.txt
+# d2l, for the parity tests (tests/test_d2l_parity.py): its own pins are for old Pythons, so without them.
+python -m pip install --no-deps "d2l==1.0.3"
 python -m pip install --no-deps -e .
 npm ci --no-audit --no-fund
 echo "Set-up done. Build the book with: jupyter-book build . -W -n --keep-going"
