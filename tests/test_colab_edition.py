@@ -11,6 +11,7 @@ otter-grader, then the chapter's imports, the reference solutions and every
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -24,8 +25,17 @@ import pytest
 from course import notebooks
 
 REPO = Path(__file__).resolve().parent.parent
-STEM = "02_nonparametric_pooling"
-COLAB_PACKAGES = ["torch==2.13.0", "numpy", "matplotlib", "tqdm", "ipykernel", "ipywidgets"]
+# Colab's preinstalled packages that the course uses. Where PIP_EXTRA_INDEX_URL names PyTorch's CPU wheel index (the
+# public workflow's Colab job sets it), pip takes torch's CPU build from there.
+COLAB_PACKAGES = ["torch==2.13.0", "numpy", "matplotlib", "tqdm", "ipykernel", "ipywidgets", "scikit-learn",
+                  "networkx"]
+
+
+def colab_chapters() -> list[str]:
+    """The chapters whose edition is run: chapter 2 by default (the test run's share), every chapter with
+    COURSE_COLAB_CHAPTERS=all (the public workflow's Colab job, on Colab's Python), or a comma-separated list."""
+    chosen = os.environ.get("COURSE_COLAB_CHAPTERS", "02_nonparametric_pooling")
+    return notebooks.toc_chapters(REPO) if chosen == "all" else [s.strip() for s in chosen.split(",") if s.strip()]
 
 
 def checkout_copy(dest: Path) -> Path:
@@ -37,9 +47,23 @@ def checkout_copy(dest: Path) -> Path:
     return dest
 
 
+@pytest.fixture(scope="module")
+def colab_venv(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A fresh virtual environment with Colab's packages and nothing of the course, and a kernel spec for it.
+    Each chapter's test installs the course into a copy of it, as a learner's runtime would."""
+    root = tmp_path_factory.mktemp("colab")
+    venv = root / "colab"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    # --no-compile: byte-compiling torch's many modules is most of the install time, and Colab's are there
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-compile", *COLAB_PACKAGES], check=True)
+    return root, venv
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("stem", colab_chapters())
 def test_colab_edition_installs_what_is_missing_and_passes_its_checks(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    stem: str, colab_venv: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import KernelManager
@@ -48,10 +72,9 @@ def test_colab_edition_installs_what_is_missing_and_passes_its_checks(
     timings: dict[str, float] = {}
     start = time.monotonic()
     venv = tmp_path / "colab"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    # A copy per chapter (symlinks kept: the interpreter), so one chapter's installs do not serve the next.
+    shutil.copytree(colab_venv[1], venv, symlinks=True)
     python = venv / "bin" / "python"
-    # --no-compile: byte-compiling torch's many modules is most of the install time, and Colab's are there
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-compile", *COLAB_PACKAGES], check=True)
     timings["venv with Colab's packages"] = time.monotonic() - start
     missing = subprocess.run([str(python), "-c", "import companion"], capture_output=True, cwd=tmp_path)
     assert missing.returncode != 0, "the fresh environment must not see the checkout's companion"
@@ -65,10 +88,10 @@ def test_colab_edition_installs_what_is_missing_and_passes_its_checks(
     (kernels / "colab" / "kernel.json").write_text(json.dumps(spec))
     monkeypatch.setenv("COMPANION_SOURCE", str(checkout_copy(tmp_path / "checkout")))
 
-    edition = nbformat.read(REPO / "notebooks" / f"{STEM}.ipynb", as_version=4)
+    edition = nbformat.read(REPO / "notebooks" / f"{stem}.ipynb", as_version=4)
     setup = edition.cells[0]
-    chapter = jupytext.read(REPO / "chapters" / f"{STEM}.md")
-    entries = notebooks.parse_chapter(chapter, STEM)
+    chapter = jupytext.read(REPO / "chapters" / f"{stem}.md")
+    entries = notebooks.parse_chapter(chapter, stem)
     imports = next(e for e in entries if isinstance(e, notebooks.Unit) and e.kind == "code")
     cells = [setup, nbformat.v4.new_code_cell(
         "import companion, otter\n"
