@@ -13,11 +13,8 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"; echo "test.sh took $((SECONDS - start)) s"' EXIT
 export COMPANION_PROGRESS=0 PYTHONHASHSEED=0 COURSE_EXECUTED_CACHE="$work/executed"
 
-# The chapters as notebooks for nbval: copied, then converted by one jupytext process (one per file costs 1 s each).
-mkdir "$work/notebooks"
-cp chapters/[0-9][0-9]_*.md "$work/notebooks/"
-jupytext --quiet --to ipynb --set-kernel python3 "$work/notebooks"/*.md
-rm "$work/notebooks"/*.md
+# The chapters as notebooks for nbval.
+bash scripts/chapter_notebooks.sh "$work/notebooks"
 
 python -m pytest --rootdir . -c pyproject.toml -p tests.chapter_timing -p tests.executed_chapters --durations=10 \
     "$@" "$work/notebooks" tests --nbval-lax --ignore=tests/fixtures

@@ -119,3 +119,14 @@ def generated_editions() -> notebooks.Generated:
     """What `python -m course.notebooks` makes of every chapter (Colab editions, public checks, autograders),
     in memory, generated once per test run: the staleness check and the grading tests share it."""
     return notebooks.generate(ROOT, autograder=True)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test marked ``gpu`` is skipped, with its reason in the summary, where there is no CUDA device
+    (scripts/gpu_check.sh runs them on a GPU)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (run scripts/gpu_check.sh on a GPU machine)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

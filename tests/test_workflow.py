@@ -1,12 +1,17 @@
-"""The public workflow (.github/workflows/book.yml): what it installs and what it runs."""
+"""The public workflow (.github/workflows/book.yml) and the GPU check (scripts/gpu_check.sh): what they install
+and what they run."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
+import pytest
+import torch
 import yaml
 
-WORKFLOW = Path(__file__).resolve().parent.parent / ".github" / "workflows" / "book.yml"
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOW = ROOT / ".github" / "workflows" / "book.yml"
 CPU_INDEX = "--index-url https://download.pytorch.org/whl/cpu"
 
 
@@ -32,3 +37,17 @@ def test_a_job_runs_every_colab_edition_on_colabs_python():
     assert "download.pytorch.org/whl/cpu" in colab["env"]["PIP_EXTRA_INDEX_URL"]
     assert any("tests/test_colab_edition.py" in step.get("run", "") for step in colab["steps"])
     assert "colab" in jobs()["deploy"]["needs"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_gpu_check_refuses_to_run_without_a_gpu_and_says_why():
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode != 0
+    assert "no CUDA device here" in done.stderr
+
+
+def test_gpu_check_runs_every_chapter_and_the_gpu_tests():
+    script = (ROOT / "scripts" / "gpu_check.sh").read_text(encoding="utf-8")
+    assert "scripts/chapter_notebooks.sh" in script and "-p tests.chapter_timing" in script and "--nbval-lax" in script
+    assert "-m gpu" in script
