@@ -15,6 +15,7 @@ from .plotting import plot_weight_bars  # noqa: F401
 __all__ = [
     "SCORES",
     "attention_pooling",
+    "dot_scores_with_key_bias",
     "exact_match_weights",
     "similarity_scores",
     "soft_lookup",
@@ -94,6 +95,19 @@ def similarity_scores(queries: Tensor, keys: Tensor, kind: str = "distance") -> 
         return q @ k.T  # (n_q, d) @ (d, n_k) -> (n_q, n_k)
     diff = q.unsqueeze(1) - k.unsqueeze(0)  # (n_q, 1, d) - (1, n_k, d) -> (n_q, n_k, d)
     return -(diff**2).sum(dim=-1)  # (n_q, n_k): closer keys score higher
+
+
+def dot_scores_with_key_bias(queries: Tensor, keys: Tensor) -> Tensor:
+    """Scores q . k_i - ||k_i||^2 / 2, chapter 1, eq. (cues-distance-expanded).
+
+    Shapes: queries (n_q,) or (n_q, d), keys (n_k,) or (n_k, d) -> (n_q, n_k).
+    They are -||q - k_i||^2 / 2 without its -||q||^2 / 2, the same for every key,
+    so the softmax over the keys gives the same weights to both.
+    """
+    q, k = _as_rows("queries", queries), _as_rows("keys", keys)  # (n_q, d), (n_k, d)
+    _check_same_width(q, k, queries, keys)
+    key_bias = -(k**2).sum(dim=-1) / 2  # (n_k,): one bias per key, none per query
+    return q @ k.T + key_bias  # (n_q, n_k) + (n_k,) -> (n_q, n_k)
 
 
 def soft_lookup(

@@ -287,6 +287,55 @@ def test_dot_product_attention_is_equivariant_to_key_order():
     torch.testing.assert_close(attention(q, k, v), attention(q, k[:, perm], v[:, perm]))
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_dot_product_attention_dropout_is_unbiased_and_off_in_eval(seed):
+    torch.manual_seed(seed)
+    n_draws, p = 20000, 0.3
+    q, k = rand(1, 1, 4, seed=seed), rand(1, 8, 4, seed=seed + 100)
+    q, k = q.expand(n_draws, -1, -1), k.expand(n_draws, -1, -1)
+    one_hot = torch.eye(8, dtype=torch.float64).expand(n_draws, -1, -1)  # output = weights
+    attention = DotProductAttention(dropout=p)
+    dropped = attention(q, k, one_hot)[:, 0]  # (N, 8), train mode
+    alpha = attention.attention_weights[0, 0]  # (8,), before dropout
+    # Each weight is zeroed or scaled by 1 / (1 - p), so a row no longer sums to one.
+    assert ((dropped == 0) | torch.isclose(dropped, (alpha / (1 - p)).expand_as(dropped))).all()
+    sums = dropped.sum(-1)
+    assert (sums - 1).abs().max() > 0.1
+    # The expectation is the weights: each entry's mean over the draws is within 6 standard
+    # errors (std of one draw alpha * sqrt(p / (1 - p))), a bound that fails with odds ~1e-8.
+    std_error = alpha * math.sqrt(p / (1 - p) / n_draws)
+    assert ((dropped.mean(0) - alpha).abs() <= 6 * std_error).all()
+    predicted_std = math.sqrt(p / (1 - p) * (alpha**2).sum().item())
+    assert abs(sums.mean().item() - 1) <= 6 * predicted_std / math.sqrt(n_draws)
+    # Evaluation mode: dropout is the identity, every row sums to one.
+    attention.eval()
+    kept = attention(q, k, one_hot)[:, 0]
+    assert torch.equal(kept, alpha.expand_as(kept))
+    torch.testing.assert_close(kept.sum(-1), torch.ones(n_draws, dtype=torch.float64))
+
+
+def test_fused_attention_with_a_head_axis_holds_no_score_matrix():
+    from companion.measure import peak_memory
+
+    n, d = 4096, 64
+    target = "companion.experiments.scaling:run_fused_attention"
+    score_matrix_mib = n * n * 4 / 2**20
+    fused = peak_memory(target, warmup=[{"n": 64}], n=n, d=d)
+    assert fused < 0.25 * score_matrix_mib, fused  # CPU, 2 cores: 5.5 MiB of 64
+    three_d = peak_memory(target, warmup=[{"n": 64, "heads_axis": False}], n=n, d=d,
+                          heads_axis=False)
+    assert three_d > 0.9 * score_matrix_mib, three_d  # the math path: 149 MiB
+
+
+def test_run_fused_attention_rejects_bad_sizes():
+    from companion.experiments.scaling import run_fused_attention
+
+    with pytest.raises(ValueError, match=r"n"):
+        run_fused_attention(0)
+    with pytest.raises(ValueError, match=r"d"):
+        run_fused_attention(8, d=-1)
+
+
 def test_dot_product_attention_rejects_mismatched_sizes():
     with pytest.raises(ValueError, match=r"same feature size d .* queries \(1, 2, 3\) and keys \(1, 4, 5\)"):
         DotProductAttention()(torch.zeros(1, 2, 3), torch.zeros(1, 4, 5), torch.zeros(1, 4, 2))

@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 from companion.cues import (  # noqa: E402
     SCORES,
     attention_pooling,
+    dot_scores_with_key_bias,
     exact_match_weights,
     similarity_scores,
     soft_lookup,
@@ -200,6 +201,42 @@ def test_soft_lookup_with_dot_scores_is_softmax_of_dot_products():
     keys = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     _, w = soft_lookup(torch.tensor([[3.0, 1.0]]), keys, torch.eye(2), temperature=1.0, kind="dot")
     torch.testing.assert_close(w, torch.softmax(torch.tensor([[3.0, 1.0]]), dim=-1))
+
+
+# --- from a distance to a dot product -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_gaussian_weights_are_dot_product_weights_plus_a_key_bias(seed):
+    g = torch.Generator().manual_seed(seed)
+    q, k = torch.randn(4, 3, generator=g), 2 * torch.randn(7, 3, generator=g)
+    # softmax(-||q - k||^2 / 2) == softmax(q.k - ||k||^2 / 2), to 1e-6 in float32.
+    gaussian = torch.softmax(similarity_scores(q, k) / 2, dim=-1)
+    with_bias = torch.softmax(dot_scores_with_key_bias(q, k), dim=-1)
+    torch.testing.assert_close(with_bias, gaussian, rtol=0, atol=1e-6)
+    # The scores differ by -||q||^2 / 2, one constant per query.
+    gap = similarity_scores(q.double(), k.double()) / 2 - dot_scores_with_key_bias(q.double(), k.double())
+    torch.testing.assert_close(gap, (-(q.double() ** 2).sum(-1, keepdim=True) / 2).expand(4, 7))
+    # Keys of different norms: the dot product alone gives other weights.
+    dot = torch.softmax(similarity_scores(q, k, kind="dot"), dim=-1)
+    assert (dot - gaussian).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_gaussian_weights_on_keys_of_equal_norm_are_dot_product_weights(seed):
+    g = torch.Generator().manual_seed(seed)
+    q, k = torch.randn(4, 3, generator=g), torch.randn(7, 3, generator=g)
+    k = 1.5 * k / k.norm(dim=-1, keepdim=True)  # every key of norm 1.5
+    gaussian = torch.softmax(similarity_scores(q, k) / 2, dim=-1)
+    dot = torch.softmax(similarity_scores(q, k, kind="dot"), dim=-1)
+    torch.testing.assert_close(dot, gaussian, rtol=0, atol=1e-6)
+
+
+def test_dot_scores_with_key_bias_on_scalars_and_bad_input():
+    q, k = torch.tensor([1.0, -2.0]), torch.tensor([0.5, 3.0, -1.0])
+    torch.testing.assert_close(dot_scores_with_key_bias(q, k), q[:, None] * k - k**2 / 2)
+    with pytest.raises(ValueError, match=r"same number of features d"):
+        dot_scores_with_key_bias(torch.zeros(2, 3), torch.zeros(4, 2))
 
 
 @pytest.mark.parametrize("bad", [0.0, -1.0, float("inf"), float("nan"), True, "1"])

@@ -1,7 +1,8 @@
-"""Chapter 4's experiment: why scaled dot-product attention divides by sqrt(d).
+"""Chapter 4's experiments: why scaled dot-product attention divides by sqrt(d).
 
 Score variance, softmax entropy and the size of the softmax's gradient against the
-query/key size d, with and without the scaling.
+query/key size d, with and without the scaling. And ``run_fused_attention``, the
+target ``peak_memory`` measures for the fused kernel's (B, h, n, d) layout.
 """
 from __future__ import annotations
 
@@ -12,12 +13,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..attention import fused_dot_product_attention
 from ..metrics import attention_entropy
+from ..utils import check_positive_int
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["softmax_jacobian_norm", "scaling_experiment", "plot_scaling_experiment"]
+__all__ = [
+    "softmax_jacobian_norm", "scaling_experiment", "plot_scaling_experiment",
+    "run_fused_attention",
+]
 
 
 def softmax_jacobian_norm(weights: Tensor) -> Tensor:
@@ -103,3 +109,23 @@ def plot_scaling_experiment(
                     label=r"uniform, $\log n$")
     axes[1].legend(fontsize=7)
     return fig
+
+
+def run_fused_attention(
+    n: int, d: int = 64, heads_axis: bool = True, seed: int = 0, device: str = "cpu"
+) -> None:
+    """One fused self-attention of n random positions: peak_memory's target (ch. 4).
+
+    Shapes: queries, keys and values (1, n, d) -> (1, n, d), without autograd.
+    heads_axis=True calls fused_dot_product_attention, which hands the kernel
+    (B, h, n, d) = (1, 1, n, d); False hands F.scaled_dot_product_attention (1, n, d).
+    """
+    check_positive_int("n", n)
+    check_positive_int("d", d)
+    gen = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(1, n, d, generator=gen).to(device) for _ in range(3))
+    with torch.no_grad():
+        if heads_axis:
+            fused_dot_product_attention(q, k, v)
+        else:
+            F.scaled_dot_product_attention(q, k, v)
