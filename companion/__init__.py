@@ -101,6 +101,10 @@ from . import local_attention
 from .chunked_attention import *  # noqa: F401,F403
 from .local_attention import *  # noqa: F401,F403
 __all__ += _chunked_attention_module.__all__ + local_attention.__all__
+# Architecture diagrams (chapters 5, 6, 8, 9; the primitives serve later chapters).
+from . import diagrams
+from .diagrams import *  # noqa: F401,F403
+__all__ += diagrams.__all__
 # Part V, chapters 13-15: one block per chapter.
 # chapter 13
 # chapter 14
