@@ -107,5 +107,15 @@ from .diagrams import *  # noqa: F401,F403
 __all__ += diagrams.__all__
 # Part V, chapters 13-15: one block per chapter.
 # chapter 13
+from . import cnn_baseline, vision_transformer
+from .cnn_baseline import *  # noqa: F401,F403
+from .vision_transformer import *  # noqa: F401,F403
+__all__ += cnn_baseline.__all__ + vision_transformer.__all__
 # chapter 14
+from . import graph_attention
+from .graph_attention import *  # noqa: F401,F403
+__all__ += graph_attention.__all__
 # chapter 15
+from . import station_attention as _station_attention_module
+from .station_attention import *  # noqa: F401,F403
+__all__ += _station_attention_module.__all__

@@ -114,3 +114,56 @@ def _check_permutation(X: object, perm: object) -> None:
             f"perm must be a permutation of 0..{n - 1} (a 1-D integer tensor), "
             f"got {perm!r:.80}"
         )
+
+
+# Chapter 15: errors over the observed readings only (a 0 reading is missing).
+__all__ += ["masked_mae", "masked_rmse", "masked_mape"]
+
+
+def _observed(labels: Tensor, null_val: float) -> Tensor:
+    if math.isnan(null_val):
+        return ~torch.isnan(labels)
+    return labels != null_val
+
+
+def masked_mae(preds: Tensor, labels: Tensor, null_val: float = 0.0) -> Tensor:
+    """Mean |preds - labels| over the observed labels, those != null_val (ch. 15).
+
+    Shapes: preds, labels (...) -> a scalar tensor. A missing label neither counts
+    as an error nor as a reading of 0; with no label observed the result is NaN (no
+    score, to be skipped), never 0.
+    """
+    _check_preds_labels(preds, labels)
+    observed = _observed(labels, null_val)  # (...) bool
+    # Select, not multiply: a NaN or inf prediction at a missing reading stays out.
+    return (preds[observed] - labels[observed]).abs().mean()  # mean of nothing: NaN
+
+
+def masked_rmse(preds: Tensor, labels: Tensor, null_val: float = 0.0) -> Tensor:
+    """Root mean squared error over the observed labels (chapter 15).
+
+    Shapes: preds, labels (...) -> a scalar tensor, NaN when nothing is observed.
+    """
+    _check_preds_labels(preds, labels)
+    observed = _observed(labels, null_val)
+    return ((preds[observed] - labels[observed]) ** 2).mean().sqrt()
+
+
+def masked_mape(preds: Tensor, labels: Tensor, null_val: float = 0.0) -> Tensor:
+    """Mean |preds - labels| / |labels| over the observed labels, a fraction (ch. 15).
+
+    Shapes: preds, labels (...) -> a scalar tensor, NaN when nothing is observed.
+    """
+    _check_preds_labels(preds, labels)
+    observed = _observed(labels, null_val)
+    p, y = preds[observed], labels[observed]
+    return ((p - y).abs() / y.abs()).mean()
+
+
+def _check_preds_labels(preds: object, labels: object) -> None:
+    if not (isinstance(preds, Tensor) and isinstance(labels, Tensor)):
+        raise ValueError("preds and labels must be tensors, got "
+                         f"{type(preds).__name__} and {type(labels).__name__}")
+    if preds.shape != labels.shape:
+        raise ValueError("preds and labels must have the same shape, got "
+                         f"{tuple(preds.shape)} and {tuple(labels.shape)}")

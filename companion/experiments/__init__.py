@@ -26,5 +26,14 @@ from .long_sequences import *  # noqa: F401,F403
 __all__ += long_sequences.__all__
 # Part V, chapters 13-15: one block per chapter.
 # chapter 13
+from . import vision_transformer as _vision_transformer_experiment
+from .vision_transformer import *  # noqa: F401,F403
+__all__ += _vision_transformer_experiment.__all__
 # chapter 14
+from . import graph_attention
+from .graph_attention import *  # noqa: F401,F403
+__all__ += graph_attention.__all__
 # chapter 15
+from . import station_attention as _station_attention_experiment
+from .station_attention import *  # noqa: F401,F403
+__all__ += _station_attention_experiment.__all__

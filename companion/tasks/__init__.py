@@ -22,5 +22,16 @@ from .frames import *  # noqa: F401,F403
 __all__ += frames.__all__
 # Part V, chapters 13-15: one block per chapter.
 # chapter 13
+from . import digits, fashion_mnist
+from .digits import *  # noqa: F401,F403
+from .fashion_mnist import *  # noqa: F401,F403
+__all__ += digits.__all__ + fashion_mnist.__all__
 # chapter 14
+from . import dictionary_lookup, karate
+from .dictionary_lookup import *  # noqa: F401,F403
+from .karate import *  # noqa: F401,F403
+__all__ += dictionary_lookup.__all__ + karate.__all__
 # chapter 15
+from . import stations
+from .stations import *  # noqa: F401,F403
+__all__ += stations.__all__
