@@ -105,6 +105,9 @@ __all__ += _chunked_attention_module.__all__ + local_attention.__all__
 from . import diagrams
 from .diagrams import *  # noqa: F401,F403
 __all__ += diagrams.__all__
+from . import diagrams_part5
+from .diagrams_part5 import *  # noqa: F401,F403
+__all__ += diagrams_part5.__all__
 # Part V, chapters 13-15: one block per chapter.
 # chapter 13
 from . import cnn_baseline, vision_transformer

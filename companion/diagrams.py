@@ -9,7 +9,7 @@ and box sizes agree at any width the book gives the figure (8 inches at most).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
@@ -320,16 +320,23 @@ def draw_transformer_block(
     return ax.figure
 
 
-def _causal_mask_inset(ax: Axes, x: float, y: float, size: int = 5) -> Box:
-    """A small causal mask: filled where a query (row) may see a key (column)."""
-    cell = 0.07
+def _grid_inset(
+    ax: Axes, x: float, y: float, face: Callable[[int, int], str], size: int = 5,
+    cell: float = 0.07, edge: str = "0.5",
+) -> Box:
+    """A small size x size grid centred at (x, y), cell (row i, column j) face(i, j)."""
     left, top = x - size * cell / 2, y + size * cell / 2
     for i in range(size):
         for j in range(size):
             ax.add_patch(Rectangle((left + j * cell, top - (i + 1) * cell), cell, cell,
-                                   facecolor="C1" if j <= i else "white",
-                                   edgecolor="0.5", linewidth=0.4, zorder=2))
+                                   facecolor=face(i, j), edgecolor=edge, linewidth=0.4,
+                                   zorder=2))
     return Box(x, y, size * cell, size * cell)
+
+
+def _causal_mask_inset(ax: Axes, x: float, y: float, size: int = 5) -> Box:
+    """A small causal mask: filled where a query (row) may see a key (column)."""
+    return _grid_inset(ax, x, y, lambda i, j: "C1" if j <= i else "white", size)
 
 
 def _stack(

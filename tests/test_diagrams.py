@@ -51,6 +51,21 @@ DIAGRAMS = {
         "enc_outputs (B, T_src, d)", "logits (B, T_tgt, V_tgt)",
         "causal_mask\n(T_tgt, T_tgt)", "Masked multi-head", "cross-attention",
         "Position-wise FFN", "num_blks ×", "dec_num_blks ×", "dense"]),
+    "vit": (companion.draw_vit, {}, [
+        "X (B, in_channels, height, width)", "(B, d, rows, cols) -> (B, n, d)",
+        "n = num_patches", "(B, 1, d)", "(B, n + 1, d)", "(1, n + 1, d)", "(B, d)",
+        "logits (B, C)", "C = num_classes", "PatchEmbedding: Conv2d",
+        "kernel = stride = patch_size", "cls_token", "pos_embedding",
+        "num_blks × ViTBlock", "Multi-head\nself-attention", "Position-wise FFN",
+        "mlp_num_hiddens", "X[:, 0]: the class token", "LayerNorm", "Linear d -> C"]),
+    **{name: (companion.draw_gat_layer, {"v2": v2}, [
+        "X (nodes, in_features)", "edge_index (2, edges)", "(nodes, h,",
+        "out_features)", "scores $e_{ij}$ (edges, h)",
+        "attention_weights\n(h, nodes, nodes)", "neighbour_mask\n(nodes, nodes)",
+        "(h, nodes, out_features)", "(nodes, h * out_features)",
+        "or (nodes, out_features)", "add_self_loops", "masked_softmax", "LeakyReLU",
+        "concat=True", "W", f"v2={v2}"])
+       for name, v2 in [("gat", False), ("gatv2", True)]},
 }
 
 
@@ -131,3 +146,48 @@ def test_primitives_draw_on_a_given_axes_and_check_their_arguments() -> None:
         companion.draw_box(ax, 0, 0, "x", kind="unknown")
     with pytest.raises(ValueError, match="positive"):
         companion.diagram_canvas(0, 1)
+
+
+def starts_y(fig, prefix: str) -> list[float]:
+    """Heights of the texts that begin with prefix, bottom to top."""
+    return sorted(t.get_position()[1] for t in texts(fig)
+                  if t.get_text().startswith(prefix))
+
+
+def test_vit_embeds_patches_adds_positions_then_runs_pre_norm_blocks() -> None:
+    fig = companion.draw_vit()
+    (patches,) = starts_y(fig, "PatchEmbedding")
+    (cls_in,) = starts_y(fig, "cat: the class token")
+    (attention,) = centre_y(fig, "Multi-head\nself-attention")
+    (ffn,) = starts_y(fig, "Position-wise FFN")
+    (cls_out,) = starts_y(fig, "X[:, 0]")
+    norms, sums = centre_y(fig, "LayerNorm"), centre_y(fig, "+")
+    assert centre_y(fig, "pos_embedding") == [sums[0]]  # the first sum adds positions
+    assert patches < cls_in < sums[0] < norms[0] < attention < sums[1] < norms[1] < ffn
+    assert ffn < sums[2] < cls_out  # pre-norm: each block ends in a sum
+    # The head, LayerNorm then Linear, reads the class token beside it.
+    assert len(norms) == 3 and norms[2] == cls_out == centre_y(fig, "Linear d -> C")[0]
+
+
+def test_gat_applies_a_before_the_leaky_relu_and_gatv2_after() -> None:
+    gat, gatv2 = (companion.draw_gat_layer(v2=v2) for v2 in (False, True))
+    (score,), (relu,) = starts_y(gat, "$a^\\top"), centre_y(gat, "LeakyReLU")
+    assert score < relu and not starts_y(gat, "W_dst")
+    (score_v2,), (relu_v2,) = starts_y(gatv2, "$a^\\top"), centre_y(gatv2, "LeakyReLU")
+    assert relu_v2 < score_v2 and centre_y(gatv2, "W_dst")
+    (pair,) = starts_y(gatv2, "$W_{dst}")  # the pair meets inside the nonlinearity
+    assert pair < relu_v2
+    # Side by side, the softmax and the weighted sum sit at the same heights.
+    for prefix in ("masked_softmax", "$h'_i"):
+        (below,), (above,) = starts_y(gat, prefix), starts_y(gatv2, prefix)
+        assert below == above and max(score, relu, score_v2, relu_v2) < below
+
+
+def test_the_two_gat_layers_fit_the_page_side_by_side() -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(7.8, 7.05))
+    fig.subplots_adjust(left=0, right=1, bottom=0, top=1, wspace=0)
+    for ax, v2 in zip(axes, (False, True)):
+        assert companion.draw_gat_layer(v2=v2, ax=ax) is fig
+    fig.canvas.draw()
+    spans = [[t.get_window_extent() for t in ax.texts] for ax in axes]
+    assert max(b.x1 for b in spans[0]) <= min(b.x0 for b in spans[1])
