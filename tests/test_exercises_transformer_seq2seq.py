@@ -189,3 +189,123 @@ def test_step_check_rejects_a_change_to_its_input():
 
     with pytest.raises(AssertionError, match=r"changed its input `K_cache` in place"):
         ex.check_cached_attention_step_small(in_place)
+
+
+# --- encoder-decoder attention -------------------------------------------------------------------
+
+CROSS_CHECKS = [ex.check_cross_attention_small, ex.check_cross_attention_thorough]
+
+
+def cross_ok(H, E, src_valid_len, W_q, W_k, W_v):
+    Q, K, V = H @ W_q, E @ W_k, E @ W_v
+    scores = Q @ K.transpose(1, 2) / math.sqrt(W_q.shape[1])  # (b, m, n)
+    padded = torch.arange(E.shape[1])[None, None, :] >= src_valid_len[:, None, None]
+    weights = torch.softmax(scores.masked_fill(padded, float("-inf")), dim=-1)
+    return weights @ V, weights
+
+
+def cross_with_masked_softmax(H, E, src_valid_len, W_q, W_k, W_v):
+    from companion.attention import masked_softmax
+
+    scores = torch.bmm(H @ W_q, (E @ W_k).transpose(1, 2)) * W_q.shape[1] ** -0.5
+    weights = masked_softmax(scores, src_valid_len)
+    return torch.bmm(weights, E @ W_v), weights
+
+
+def cross_by_loop(H, E, src_valid_len, W_q, W_k, W_v):
+    outputs, all_weights = [], []
+    for b in range(H.shape[0]):
+        n = int(src_valid_len[b])
+        K, V = E[b, :n] @ W_k, E[b, :n] @ W_v  # only the real source positions
+        w = torch.softmax((H[b] @ W_q) @ K.T / math.sqrt(W_q.shape[1]), dim=-1)  # (m, n_b)
+        full = torch.zeros(H.shape[1], E.shape[1], dtype=H.dtype)
+        full[:, :n] = w
+        outputs.append(w @ V)
+        all_weights.append(full)
+    return torch.stack(outputs), torch.stack(all_weights)
+
+
+@pytest.mark.parametrize("check", CROSS_CHECKS)
+@pytest.mark.parametrize("solution", [cross_ok, cross_with_masked_softmax, cross_by_loop])
+def test_cross_checks_accept_correct_answers(check, solution):
+    check(solution)
+
+
+def _cross_variant(*, q_from="H", kv_from="E", mask="padding", scale="d_h", dim=-1, weigh="V", returns="both"):
+    """A version of cross_ok with one thing changed, as the usual mistakes do."""
+
+    def fn(H, E, src_valid_len, W_q, W_k, W_v):
+        src = {"H": H, "E": E}
+        Q, K = src[q_from] @ W_q, src[kv_from] @ W_k
+        V = {"V": src[kv_from] @ W_v, "E": E, "K": K}[weigh]
+        m, n = Q.shape[1], K.shape[1]
+        s = {"d_h": math.sqrt(W_q.shape[1]), "none": 1.0, "d": math.sqrt(H.shape[-1]),
+             "d_h squared": float(W_q.shape[1])}[scale]
+        scores = Q @ K.transpose(1, 2) / s
+        if mask in ("padding", "padding and causal"):
+            scores = scores.masked_fill(torch.arange(n)[None, None, :] >= src_valid_len[:, None, None], -1e9)
+        if mask == "padding and causal":
+            scores = scores.masked_fill(torch.ones(m, n, dtype=torch.bool).triu(1), -1e9)
+        weights = torch.softmax(scores, dim=dim)
+        return {"both": (weights @ V, weights), "output": weights @ V, "swapped": (weights, weights @ V)}[returns]
+
+    return fn
+
+
+CROSS_MISTAKES = [
+    (_cross_variant(kv_from="H", mask="none"), r"keys and values come from the decoder \(H\)"),
+    (_cross_variant(q_from="E", kv_from="H", mask="none"), r"the queries come from the encoder \(E\)"),
+    (_cross_variant(mask="none"), r"the padded source positions get weight"),
+    (_cross_variant(mask="padding and causal"), r"a causal mask is applied: encoder-decoder attention needs none"),
+    (_cross_variant(scale="none"), r"the scores are not scaled: divide by sqrt\(d_h\)"),
+    (_cross_variant(scale="d"), r"divided by sqrt\(d\), the model width"),
+    (_cross_variant(scale="d_h squared"), r"divided by d_h; divide by sqrt\(d_h\)"),
+    (_cross_variant(dim=1), r"the softmax runs over the target positions \(dim=1\)"),
+    (_cross_variant(weigh="E"), r"weighted sum of the unprojected encoder outputs E"),
+    (_cross_variant(weigh="K"), r"weighted sum of the keys E @ W_k"),
+    (_cross_variant(returns="output"), r"should return a tuple \(output, weights\)"),
+    (_cross_variant(returns="swapped"), r"cross_attention \(weights\)` returned shape"),
+]
+
+
+@pytest.mark.parametrize("check", CROSS_CHECKS)
+@pytest.mark.parametrize("mistake, hint", CROSS_MISTAKES)
+def test_cross_checks_name_the_mistake(check, mistake, hint):
+    with pytest.raises(AssertionError, match=hint):
+        check(mistake)
+
+
+def test_hidden_cross_check_catches_an_answer_that_assumes_square_weights():
+    def square_only(H, E, src_valid_len, W_q, W_k, W_v):  # masks with a square (m, m) pattern of lengths
+        out, w = cross_ok(H, E, src_valid_len, W_q, W_k, W_v)
+        if H.shape[1] == E.shape[1]:
+            return _cross_variant(mask="none")(H, E, src_valid_len, W_q, W_k, W_v)
+        return out, w
+
+    ex.check_cross_attention_small(square_only)
+    with pytest.raises(AssertionError, match=r"the padded source positions get weight"):
+        ex.check_cross_attention_thorough(square_only)
+
+
+def test_hidden_cross_check_reproduces_one_head_of_multihead_attention():
+    def transposed_weights(H, E, src_valid_len, W_q, W_k, W_v):  # treats W as (out, in), as nn.Linear stores it
+        if W_q.shape[0] == W_q.shape[1] and W_v.shape[0] == W_v.shape[1]:
+            return cross_ok(H, E, src_valid_len, W_q.T, W_k.T, W_v.T)
+        return cross_ok(H, E, src_valid_len, W_q, W_k, W_v)
+
+    ex.check_cross_attention_small(transposed_weights)  # d != d_h there: the shapes force the right use
+    with pytest.raises(AssertionError, match=r"cross_attention \(weights\)` returned wrong values"):
+        ex.check_cross_attention_thorough(transposed_weights)
+
+
+def test_cross_check_names_a_softmax_over_the_targets_with_minus_infinity():
+    def over_targets(H, E, src_valid_len, W_q, W_k, W_v):  # padded columns become NaN: -inf in every row
+        Q, K, V = H @ W_q, E @ W_k, E @ W_v
+        padded = torch.arange(E.shape[1])[None, None, :] >= src_valid_len[:, None, None]
+        scores = (Q @ K.transpose(1, 2) / math.sqrt(W_q.shape[1])).masked_fill(padded, float("-inf"))
+        weights = torch.softmax(scores, dim=1)
+        return weights @ V, weights
+
+    for check in CROSS_CHECKS:
+        with pytest.raises(AssertionError, match=r"the softmax runs over the target positions \(dim=1\)"):
+            check(over_targets)

@@ -17,6 +17,8 @@ __all__ = [
     "check_causal_mask_thorough",
     "check_cached_attention_step_small",
     "check_cached_attention_step_thorough",
+    "check_cross_attention_small",
+    "check_cross_attention_thorough",
 ]
 
 # What each answer may not call: the course's own implementation of it (the judge scores such an
@@ -24,6 +26,15 @@ __all__ = [
 FORBIDDEN = {
     "causal_mask": ["companion.transformer_seq2seq.causal_mask"],
     "cached_attention_step": ["companion.multihead.KVCache"],
+    "cross_attention": [
+        "companion.attention.DotProductAttention",
+        "companion.attention.fused_dot_product_attention",
+        "companion.multihead.MultiHeadAttention",
+        "companion.transformer_seq2seq.TransformerDecoderBlock",
+        "torch.nn.functional.scaled_dot_product_attention",
+        "torch.nn.MultiheadAttention",
+        "torch.nn.functional.multi_head_attention_forward",
+    ],
 }
 
 # ---------------------------------------------------------------------------
@@ -138,15 +149,24 @@ def _step_output_mistakes(q: Tensor, k: Tensor, v: Tensor, K_cache: Tensor, V_ca
     return {h: m for h, m in mistakes.items() if m is not None}
 
 
-def _check_step_on(fn: Callable[..., Any], args: tuple[Tensor, ...], seconds: float) -> None:
-    result = call_on_copies(fn, *args, name="cached_attention_step", seconds=seconds)
-    expect_returned(result, name="cached_attention_step")
-    if not isinstance(result, tuple) or len(result) != 3:
+def _call_for_tuple(fn: Callable[..., Any], args: tuple[Tensor, ...], *, name: str, parts: str, what: str,
+                    seconds: float) -> tuple[Any, ...]:
+    """Call the learner's ``fn`` on copies of ``args``; its result must be a tuple of the named ``parts``."""
+    result = call_on_copies(fn, *args, name=name, seconds=seconds)
+    expect_returned(result, name=name)
+    size = len(parts.split(","))
+    if not isinstance(result, tuple) or len(result) != size:
         raise AssertionError(
-            "`cached_attention_step` should return a tuple (output, K, V): the attention output for the new "
-            f"position and the two extended caches; got {type(result).__name__}"
+            f"`{name}` should return a tuple ({parts}): {what}; got {type(result).__name__}"
             + (f" of length {len(result)}" if isinstance(result, tuple) else "") + "."
         )
+    return result
+
+
+def _check_step_on(fn: Callable[..., Any], args: tuple[Tensor, ...], seconds: float) -> None:
+    result = _call_for_tuple(fn, args, name="cached_attention_step", parts="output, K, V",
+                             what="the attention output for the new position and the two extended caches",
+                             seconds=seconds)
     out, K, V = result
     exp_out, exp_K, exp_V = _step(*args)
     K_cache, V_cache = args[3], args[4]
@@ -205,3 +225,130 @@ def check_cached_attention_step_thorough(fn: Callable[..., Any], *, seconds: flo
     future = torch.ones(10, 10, dtype=torch.bool).triu(1)
     full = torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1) @ Vall
     expect_close(torch.cat(outs, dim=1), full, name="cached_attention_step (ten steps in a row)")
+
+
+# ---------------------------------------------------------------------------
+# Exercise 3: encoder-decoder attention (one head), queries from the decoder, keys and values from the encoder
+# ---------------------------------------------------------------------------
+
+
+def _source_mask(src_valid_len: Tensor, m: int, n: int) -> Tensor:
+    """(b, m, n) bool: True where source position j < src_valid_len[b], the same for every target row."""
+    return (torch.arange(n)[None, None, :] < src_valid_len[:, None, None]).expand(-1, m, n)
+
+
+def _attend(queries: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None, scale: float,
+            dim: int = -1) -> tuple[Tensor, Tensor]:
+    """Softmax(queries keys^T / scale), masked where ``mask`` is False, over ``dim``; returns (output, weights)."""
+    scores = queries @ keys.transpose(1, 2) / scale
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores, dim=dim)
+    return weights @ values, weights
+
+
+def _cross(H: Tensor, E: Tensor, src_valid_len: Tensor, W_q: Tensor, W_k: Tensor,
+           W_v: Tensor) -> tuple[Tensor, Tensor]:
+    Q, K, V = H @ W_q, E @ W_k, E @ W_v  # (b, m, d_h), (b, n, d_h), (b, n, d_v)
+    mask = _source_mask(src_valid_len, H.shape[1], E.shape[1])
+    return _attend(Q, K, V, mask, math.sqrt(W_q.shape[1]))
+
+
+def _cross_mistakes(H: Tensor, E: Tensor, src_valid_len: Tensor, W_q: Tensor, W_k: Tensor,
+                    W_v: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
+    """The (output, weights) of the usual wrong versions, keyed by the hint that names them."""
+    m, n, d_h = H.shape[1], E.shape[1], W_q.shape[1]
+    Q, K, V = H @ W_q, E @ W_k, E @ W_v
+    mask = _source_mask(src_valid_len, m, n)
+    scale = math.sqrt(d_h)
+    mistakes = {
+        "the keys and values come from the decoder (H): that is the decoder's self-attention. In "
+        "encoder-decoder attention only the queries come from the decoder; the keys and values are the "
+        "encoder's outputs, E @ W_k and E @ W_v, so the weights have one column per source position.": (
+            _attend(Q, H @ W_k, H @ W_v, None, scale)),
+        "the queries come from the encoder (E) and the keys from the decoder: the roles are swapped. Each target "
+        "position asks the source, so the queries are H @ W_q (one row per target position) and the keys and "
+        "values E @ W_k and E @ W_v.": _attend(E @ W_q, H @ W_k, H @ W_v, None, scale),
+        "the padded source positions get weight: mask the scores of the keys j >= src_valid_len[b] (to -inf, or "
+        "use masked_softmax with the valid lengths) before the softmax.": _attend(Q, K, V, None, scale),
+        "a causal mask is applied: encoder-decoder attention needs none, since the whole source is known before "
+        "decoding starts. Hide only the padded source positions.": _attend(
+            Q, K, V, mask & torch.ones(m, n, dtype=torch.bool).tril(), scale),
+        "the scores are not scaled: divide by sqrt(d_h), the width of the projected queries and keys "
+        "(W_q.shape[1]).": _attend(Q, K, V, mask, 1.0),
+        "the scores are divided by sqrt(d), the model width; divide by sqrt(d_h), the width of the projected "
+        "queries and keys (W_q.shape[1]).": _attend(Q, K, V, mask, math.sqrt(H.shape[-1])),
+        "the scores are divided by d_h; divide by sqrt(d_h).": _attend(Q, K, V, mask, float(d_h)),
+        "the output is a weighted sum of the unprojected encoder outputs E; weight the values E @ W_v.": (
+            _attend(Q, K, E, mask, scale)),
+        "the output is a weighted sum of the keys E @ W_k; weight the values E @ W_v.": (
+            _attend(Q, K, K, mask, scale)),
+    }
+    return mistakes
+
+
+def _check_cross_on(fn: Callable[..., Any], args: tuple[Tensor, ...], seconds: float) -> None:
+    output, weights = _call_for_tuple(fn, args, name="cross_attention", parts="output, weights",
+                                      what="the attention output of every target position and the (batch, m, n) "
+                                      "weights", seconds=seconds)
+    exp_output, exp_weights = _cross(*args)
+    if isinstance(weights, Tensor) and weights.shape == exp_weights.shape and weights.shape[1] > 1:
+        real = _source_mask(args[2], *exp_weights.shape[1:])[:, 0]  # (b, n): the real source columns
+        per_column = weights.detach().double().sum(dim=1)  # (b, n): summed over the target positions
+        per_row = weights.detach().double().sum(dim=-1)  # (b, m): summed over the source positions
+        if torch.allclose(per_column[real], torch.ones_like(per_column[real]), atol=1e-4) \
+                and not torch.allclose(per_row, torch.ones_like(per_row), atol=1e-4):
+            raise AssertionError(
+                "`cross_attention (weights)`: the softmax runs over the target positions (dim=1); every target "
+                "position needs a distribution over the source positions, dim=-1."
+            )
+    mistakes = _cross_mistakes(*args)
+    expect_close(weights, exp_weights, name="cross_attention (weights)",
+                 mistakes={hint: w for hint, (_, w) in mistakes.items()})
+    expect_close(output, exp_output, name="cross_attention (output)",
+                 mistakes={hint: o for hint, (o, _) in mistakes.items()})
+
+
+def _cross_args(b: int, m: int, n: int, d: int, d_h: int, d_v: int, valid: list[int], gen: torch.Generator,
+                dtype: torch.dtype = torch.float32) -> tuple[Tensor, ...]:
+    return (
+        torch.randn(b, m, d, generator=gen, dtype=dtype),  # H: the decoder's vectors
+        torch.randn(b, n, d, generator=gen, dtype=dtype),  # E: the encoder's outputs
+        torch.tensor(valid),
+        torch.randn(d, d_h, generator=gen, dtype=dtype),  # unscaled weights: a wrong scale shows
+        torch.randn(d, d_h, generator=gen, dtype=dtype),
+        torch.randn(d, d_v, generator=gen, dtype=dtype) / math.sqrt(d),
+    )
+
+
+def check_cross_attention_small(fn: Callable[..., Any], *, seconds: float = 10.0) -> None:
+    """Public check: batch 2, three target and five source positions (one source padded to 3), d = 8, d_h = 4."""
+    _check_cross_on(fn, _cross_args(2, 3, 5, 8, 4, 4, [5, 3], torch.Generator().manual_seed(0)), seconds)
+
+
+def check_cross_attention_thorough(fn: Callable[..., Any], *, seconds: float = 10.0) -> None:
+    """Hidden check: as many target as source positions, a single target position, d_v != d_h, float64, and a
+    decoder block's cross-attention reproduced (one head of companion.MultiHeadAttention)."""
+    gen = torch.Generator().manual_seed(1)
+    for b, m, n, d, d_h, d_v, valid in ((3, 6, 6, 8, 8, 8, [6, 2, 4]), (2, 1, 7, 6, 3, 5, [1, 7]),
+                                        (4, 9, 4, 16, 4, 8, [4, 4, 3, 1])):
+        _check_cross_on(fn, _cross_args(b, m, n, d, d_h, d_v, valid, gen), seconds)
+    _check_cross_on(fn, _cross_args(2, 5, 3, 4, 2, 3, [3, 2], gen, dtype=torch.float64), seconds)
+    # One head of the course's MultiHeadAttention, used as encoder-decoder attention, is this function.
+    from companion.multihead import MultiHeadAttention
+
+    with torch.random.fork_rng():
+        torch.manual_seed(2)
+        mha = MultiHeadAttention(8, 1, 0.0, query_size=8, key_size=8, value_size=8).eval()
+    H, E = torch.randn(2, 4, 8, generator=gen), torch.randn(2, 6, 8, generator=gen)
+    src_valid_len = torch.tensor([6, 3])
+    with torch.no_grad():
+        expected = mha(H, E, E, src_valid_len)  # (2, 4, 8), before the output projection W_o
+        W_q, W_k, W_v = (layer.weight.T.contiguous() for layer in (mha.W_q, mha.W_k, mha.W_v))
+    result = call_on_copies(fn, H, E, src_valid_len, W_q, W_k, W_v, name="cross_attention", seconds=seconds)
+    expect_returned(result, name="cross_attention")
+    output = result[0] if isinstance(result, tuple) and result else result
+    with torch.no_grad():
+        mixed = mha.W_o(output.to(expected.dtype)) if isinstance(output, Tensor) and output.shape == (2, 4, 8) \
+            else output
+    expect_close(mixed, expected, name="cross_attention (as one head of MultiHeadAttention)")
