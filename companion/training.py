@@ -1,5 +1,6 @@
 """Training loops with a progress bar: full-batch gradient descent (chapter 3), and
-minibatch sequence-to-sequence training with teacher forcing (chapter 5)."""
+minibatch sequence-to-sequence training with teacher forcing (chapter 5); learning-rate
+warm-up schedules (chapter 8)."""
 from __future__ import annotations
 
 import math
@@ -11,10 +12,10 @@ from tqdm.auto import tqdm
 
 from .seq2seq import EncoderDecoder, sequence_loss, teacher_forcing_inputs
 from .tasks.text import DateSplit, Vocab
-from .utils import (check_lr, check_positive_int, one_thread_on_cpu,
-                    progress_enabled, try_gpu)
+from .utils import (check_lr, check_non_negative_int, check_positive_int,
+                    one_thread_on_cpu, progress_enabled, try_gpu)
 
-__all__ = ["train", "train_seq2seq"]
+__all__ = ["train", "train_seq2seq", "transformer_lr", "linear_warmup_lr"]
 
 _OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
 
@@ -136,3 +137,27 @@ def _check_seq2seq_args(num_epochs: int, lr: float, grad_clip: float) -> None:
     check_lr(lr)
     if not grad_clip > 0:
         raise ValueError(f"grad_clip must be > 0, got {grad_clip!r}")
+
+
+def transformer_lr(step: int, d_model: int, warmup_steps: int) -> float:
+    """Vaswani et al. (2017, eq. 3): d^-0.5 min(step^-0.5, step w^-1.5) (ch. 8).
+
+    Steps count from 1. The rate grows linearly for warmup_steps = w steps, peaks
+    at step w with (d w)^-0.5, then decays as 1 / sqrt(step).
+    """
+    check_positive_int("step", step)
+    check_positive_int("d_model", d_model)
+    check_positive_int("warmup_steps", warmup_steps)
+    return d_model**-0.5 * min(step**-0.5, step * warmup_steps**-1.5)
+
+
+def linear_warmup_lr(step: int, lr: float, warmup_steps: int) -> float:
+    """lr min(1, step / warmup_steps): a linear ramp to lr, then constant (ch. 8).
+
+    Steps count from 1, so the first step gets lr / warmup_steps; warmup_steps = 0
+    is no warm-up (lr from the first step).
+    """
+    check_positive_int("step", step)
+    check_lr(lr)
+    check_non_negative_int("warmup_steps", warmup_steps)
+    return lr * min(1.0, step / warmup_steps) if warmup_steps else lr

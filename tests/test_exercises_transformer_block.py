@@ -200,3 +200,212 @@ def test_add_norm_check_rejects_in_place_change():
 
     with pytest.raises(AssertionError, match=r"changed its input `X` in place"):
         ex.check_add_norm_small(in_place)
+
+
+# --- the pre-norm block ---------------------------------------------------------------------------
+
+PRE_NORM_CHECKS = [ex.check_pre_norm_block_small, ex.check_pre_norm_block_thorough]
+
+
+def pre_norm_ok(X, valid_lens, block):
+    H = block.addnorm1.ln(X)
+    X = X + block.attention(H, H, H, valid_lens)
+    return X + block.ffn(block.addnorm2.ln(X))
+
+
+def pre_norm_functional(X, valid_lens, block):
+    # F.layer_norm with the block's gains and biases, dropout kept in (p = 0), keywords for the mask.
+    d = X.shape[-1]
+    ln1, ln2 = block.addnorm1.ln, block.addnorm2.ln
+    H = F.layer_norm(X, (d,), ln1.weight, ln1.bias, ln1.eps)
+    X = X + block.addnorm1.dropout(block.attention(H, H, H, valid_lens=valid_lens))
+    H = F.layer_norm(X, (d,), ln2.weight, ln2.bias, ln2.eps)
+    return X + block.addnorm2.dropout(block.ffn(H))
+
+
+def pre_norm_loop(X, valid_lens, block):
+    sublayers = [(block.addnorm1.ln, lambda H: block.attention(H, H, H, valid_lens)),
+                 (block.addnorm2.ln, lambda H: block.ffn.dense2(torch.relu(block.ffn.dense1(H))))]
+    for norm, f in sublayers:
+        X = X + f(norm(X))
+    return X
+
+
+@pytest.mark.parametrize("check", PRE_NORM_CHECKS)
+@pytest.mark.parametrize("solution", [pre_norm_ok, pre_norm_functional, pre_norm_loop])
+def test_pre_norm_checks_accept_correct_answers(check, solution):
+    check(solution)
+
+
+def test_pre_norm_reference_is_the_blocks_own_forward():
+    block = ex._pre_norm_block(8, 16, 2, True, seed=0)
+    X, valid_lens = torch.randn(3, 5, 8), torch.tensor([5, 2, 4])
+    with torch.no_grad():
+        torch.testing.assert_close(ex._pre_norm(block, X, valid_lens), block(X, valid_lens))
+        torch.testing.assert_close(pre_norm_ok(X, valid_lens, block), block(X, valid_lens))
+    # The two LayerNorms differ, so that using one of them twice changes the output.
+    assert not torch.equal(block.addnorm1.ln.weight, block.addnorm2.ln.weight)
+
+
+def _attend(block, H, valid_lens):
+    return block.attention(H, H, H, valid_lens)
+
+
+def _post_norm(X, valid_lens, block):
+    X = block.addnorm1.ln(X + _attend(block, X, valid_lens))
+    return block.addnorm2.ln(X + block.ffn(X))
+
+
+def _stream_normalised(X, valid_lens, block):
+    X = block.addnorm1.ln(X)
+    X = X + _attend(block, X, valid_lens)
+    X = block.addnorm2.ln(X)
+    return X + block.ffn(X)
+
+
+def _ln1_twice(X, valid_lens, block):
+    X = X + _attend(block, block.addnorm1.ln(X), valid_lens)
+    return X + block.ffn(block.addnorm1.ln(X))
+
+
+def _ln2_twice(X, valid_lens, block):
+    X = X + _attend(block, block.addnorm2.ln(X), valid_lens)
+    return X + block.ffn(block.addnorm2.ln(X))
+
+
+def _norms_swapped(X, valid_lens, block):
+    X = X + _attend(block, block.addnorm2.ln(X), valid_lens)
+    return X + block.ffn(block.addnorm1.ln(X))
+
+
+def _no_mask(X, valid_lens, block):
+    return pre_norm_ok(X, None, block)
+
+
+def _final_norm_inside(X, valid_lens, block):
+    return block.addnorm2.ln(pre_norm_ok(X, valid_lens, block))
+
+
+def _final_plain_norm(X, valid_lens, block):
+    return F.layer_norm(pre_norm_ok(X, valid_lens, block), X.shape[-1:])
+
+
+def _no_attention_residual(X, valid_lens, block):
+    X = _attend(block, block.addnorm1.ln(X), valid_lens)
+    return X + block.ffn(block.addnorm2.ln(X))
+
+
+def _no_ffn_residual(X, valid_lens, block):
+    X = X + _attend(block, block.addnorm1.ln(X), valid_lens)
+    return block.ffn(block.addnorm2.ln(X))
+
+
+def _no_residual(X, valid_lens, block):
+    return block.ffn(block.addnorm2.ln(_attend(block, block.addnorm1.ln(X), valid_lens)))
+
+
+def _second_residual_from_input(X, valid_lens, block):
+    Y = X + _attend(block, block.addnorm1.ln(X), valid_lens)
+    return X + block.ffn(block.addnorm2.ln(Y))
+
+
+def _parallel(X, valid_lens, block):
+    return X + _attend(block, block.addnorm1.ln(X), valid_lens) + block.ffn(block.addnorm2.ln(X))
+
+
+def _ffn_first(X, valid_lens, block):
+    X = X + block.ffn(block.addnorm2.ln(X))
+    return X + _attend(block, block.addnorm1.ln(X), valid_lens)
+
+
+def _raw_keys(X, valid_lens, block):
+    X = X + block.attention(block.addnorm1.ln(X), X, X, valid_lens)
+    return X + block.ffn(block.addnorm2.ln(X))
+
+
+def _attention_only(X, valid_lens, block):
+    return X + _attend(block, block.addnorm1.ln(X), valid_lens)
+
+
+PRE_NORM_MISTAKES = {
+    "post-norm": (_post_norm, r"that is the post-norm block"),
+    "normalised residual stream": (_stream_normalised, r"the residual adds LN\(X\), not X"),
+    "LN1 twice": (_ln1_twice, r"used block.addnorm1.ln twice"),
+    "LN2 twice": (_ln2_twice, r"used block.addnorm2.ln twice"),
+    "norms swapped": (_norms_swapped, r"two LayerNorms are swapped"),
+    "final norm inside the block": (_final_norm_inside, r"the output is normalised: .*final_norm"),
+    "plain final norm inside the block": (_final_plain_norm, r"the output is normalised \(F.layer_norm\)"),
+    "no attention residual": (_no_attention_residual, r"attention's residual is missing"),
+    "no FFN residual": (_no_ffn_residual, r"FFN's residual is missing"),
+    "no residual": (_no_residual, r"both residual connections are missing"),
+    "second residual from the block's input": (_second_residual_from_input, r"second residual adds the block's"),
+    "parallel sublayers": (_parallel, r"in parallel"),
+    "FFN first": (_ffn_first, r"wrong order"),
+    "raw keys and values": (_raw_keys, r"keys and values are the un-normalised X"),
+    "attention only": (_attention_only, r"returned after the attention sublayer"),
+}
+
+
+@pytest.mark.parametrize("check", PRE_NORM_CHECKS)
+@pytest.mark.parametrize("mistake", sorted(PRE_NORM_MISTAKES))
+def test_pre_norm_checks_name_the_mistake(check, mistake):
+    wrong, hint = PRE_NORM_MISTAKES[mistake]
+    with pytest.raises(AssertionError, match=hint):
+        check(wrong)
+
+
+@pytest.mark.parametrize("check", PRE_NORM_CHECKS)
+def test_pre_norm_checks_catch_an_ignored_padding_mask(check):
+    with pytest.raises(AssertionError, match=r"the padding is attended to: pass valid_lens"):
+        check(_no_mask)
+
+
+def test_pre_norm_check_rejects_a_change_to_its_input():
+    def in_place(X, valid_lens, block):
+        X += _attend(block, block.addnorm1.ln(X), valid_lens)  # the residual sum written into the caller's X
+        return X + block.ffn(block.addnorm2.ln(X))
+
+    with pytest.raises(AssertionError, match=r"changed its input `X` in place"):
+        ex.check_pre_norm_block_small(in_place)
+
+
+def test_pre_norm_check_names_a_wrong_attention_call():
+    def self_attention_without_values(X, valid_lens, block):
+        H = block.addnorm1.ln(X)
+        return X + block.attention(H, H, valid_lens)  # values forgotten: valid_lens takes their place
+
+    with pytest.raises(AssertionError, match=r"`pre_norm_block` raised"):
+        ex.check_pre_norm_block_small(self_attention_without_values)
+
+
+def test_pre_norm_forbids_the_blocks_own_forward_but_not_its_parts():
+    from course.learner import Tripwire
+
+    block = ex._pre_norm_block(8, 16, 2, False, seed=0)
+    X, valid_lens = torch.randn(2, 5, 8), torch.tensor([5, 3])
+    with torch.no_grad():
+        with Tripwire(ex.FORBIDDEN["pre_norm_block"]) as calling_the_block:
+            block(X, valid_lens)
+        with Tripwire(ex.FORBIDDEN["pre_norm_block"]) as sublayer:
+            block.addnorm1.sublayer(X, block.ffn, norm_first=True)
+        with Tripwire(ex.FORBIDDEN["pre_norm_block"]) as answer:
+            pre_norm_ok(X, valid_lens, block)
+    assert "companion.transformer.TransformerEncoderBlock.forward" in calling_the_block.hits
+    assert sublayer.hits == {"companion.transformer.AddNorm.sublayer"}
+    assert answer.hits == set()
+
+
+def test_pre_norm_block_crosses_to_the_learner_as_its_recipe():
+    # At grading time the judge sends the block as its recipe and weights; the learner's process rebuilds it.
+    from course.crossing import sender
+    from course.learner import _build_module
+    from course.wire import decode
+
+    block = ex._pre_norm_block(8, 16, 2, True, seed=3)
+    buffers: list[bytes] = []
+    node = sender({}, buffers)(block)
+    rebuilt = decode(node, buffers, lambda n: _build_module(n, buffers))
+    X, valid_lens = torch.randn(2, 5, 8), torch.tensor([4, 5])
+    assert not rebuilt.training and rebuilt.norm_first
+    with torch.no_grad():
+        torch.testing.assert_close(pre_norm_ok(X, valid_lens, rebuilt), pre_norm_ok(X, valid_lens, block))

@@ -1,4 +1,5 @@
-"""Tests for companion.training: the full-batch loop of chapter 3, the sequence-to-sequence loop of chapter 5."""
+"""Tests for companion.training: the full-batch loop of chapter 3, the sequence-to-sequence loop of chapter 5, the
+warm-up schedules of chapter 8."""
 import pytest
 import torch
 from torch import nn
@@ -161,3 +162,38 @@ def test_train_seq2seq_progress_bar_follows_companion_progress(tiny_dates, capfd
     train_seq2seq(tiny_date_net(tiny_dates, False), tiny_dates.train, tiny_dates.tgt_vocab, num_epochs=1, lr=0.01, device="cpu")
     out, err = capfd.readouterr()
     assert "train" in out + err and "loss" in out + err
+
+
+# --- learning-rate warm-up schedules (chapter 8) ----------------------------------------------------
+
+from companion.training import linear_warmup_lr, transformer_lr
+
+
+def test_transformer_lr_is_the_schedule_of_the_paper():
+    d, w = 512, 4000
+    # Linear up to the warm-up's end, where it peaks at (d w)^-0.5, then 1 / sqrt(step).
+    assert transformer_lr(1, d, w) == pytest.approx(d**-0.5 * w**-1.5)
+    assert transformer_lr(2000, d, w) == pytest.approx(transformer_lr(1000, d, w) * 2)
+    assert transformer_lr(w, d, w) == pytest.approx((d * w) ** -0.5)
+    assert transformer_lr(4 * w, d, w) == pytest.approx(transformer_lr(w, d, w) / 2)
+    steps = range(1, 3 * w)
+    assert max(steps, key=lambda s: transformer_lr(s, d, w)) == w
+    assert transformer_lr(w, 128, w) == pytest.approx(2 * transformer_lr(w, d, w))  # d^-0.5
+
+
+def test_linear_warmup_lr_ramps_to_lr_then_stays():
+    assert [linear_warmup_lr(s, 0.3, 3) for s in (1, 2, 3, 4, 100)] == pytest.approx([0.1, 0.2, 0.3, 0.3, 0.3])
+    assert linear_warmup_lr(1, 0.3, 0) == 0.3  # no warm-up
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: transformer_lr(0, 512, 4000), r"step must be a positive int"),
+    (lambda: transformer_lr(1, 0, 4000), r"d_model must be a positive int"),
+    (lambda: transformer_lr(1, 512, 0), r"warmup_steps must be a positive int"),
+    (lambda: linear_warmup_lr(0, 0.1, 3), r"step must be a positive int"),
+    (lambda: linear_warmup_lr(1, -0.1, 3), r"lr must be > 0"),
+    (lambda: linear_warmup_lr(1, 0.1, -1), r"warmup_steps must be a non-negative int"),
+])
+def test_schedules_reject_bad_arguments(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()

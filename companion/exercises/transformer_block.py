@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from companion.exercises import call_on_copies, expect_close
+from companion.exercises import built, call_on_copies, expect_close
+from companion.transformer import TransformerEncoderBlock
 
 __all__ = [
     "FORBIDDEN",
@@ -17,6 +18,8 @@ __all__ = [
     "check_position_wise_ffn_thorough",
     "check_add_norm_small",
     "check_add_norm_thorough",
+    "check_pre_norm_block_small",
+    "check_pre_norm_block_thorough",
 ]
 
 # What each answer may not call: the course's own implementation of it (the judge scores such an
@@ -28,6 +31,12 @@ FORBIDDEN = {
         "torch.nn.LayerNorm",
         "torch.nn.functional.layer_norm",
         "torch.layer_norm",
+    ],
+    # The block's own forward and the one residual step it runs; torch's layer is the same block.
+    "pre_norm_block": [
+        "companion.transformer.TransformerEncoderBlock.forward",
+        "companion.transformer.AddNorm.sublayer",
+        "torch.nn.TransformerEncoderLayer",
     ],
 }
 
@@ -230,3 +239,121 @@ def check_add_norm_thorough(fn: Callable[..., Any], *, seconds: float = 10.0) ->
     X, Y, gamma, beta = _add_norm_args((1, 3, 5), gen)
     X[0, 1], Y[0, 1] = 1.0, 3.0
     _check_add_norm_on(fn, X, Y, gamma, beta, 1e-5, seconds)
+
+
+# ---------------------------------------------------------------------------
+# Exercise 3: the pre-norm block, X + MHA(LN1(X)), then X + FFN(LN2(X))
+# ---------------------------------------------------------------------------
+
+
+def _pre_norm_parts(block: TransformerEncoderBlock, valid_lens: Tensor | None):
+    """The block's sublayers as functions: attention (masked or not), FFN, its two LayerNorms."""
+
+    def attend(H: Tensor, masked: bool = True) -> Tensor:
+        return block.attention(H, H, H, valid_lens if masked else None)  # (B, n, d)
+
+    return attend, block.ffn, block.addnorm1.ln, block.addnorm2.ln
+
+
+def _pre_norm(block: TransformerEncoderBlock, X: Tensor, valid_lens: Tensor | None) -> Tensor:
+    attend, ffn, ln1, ln2 = _pre_norm_parts(block, valid_lens)
+    X = X + attend(ln1(X))  # the residual stream itself is never normalised
+    return X + ffn(ln2(X))
+
+
+def _pre_norm_mistakes(block: TransformerEncoderBlock, X: Tensor,
+                       valid_lens: Tensor | None) -> dict[str, Tensor]:
+    """What the usual wrong pre-norm blocks return, keyed by the hint that names them."""
+    attend, ffn, ln1, ln2 = _pre_norm_parts(block, valid_lens)
+    after_attention = X + attend(ln1(X))  # (B, n, d), right so far
+    out = after_attention + ffn(ln2(after_attention))
+    H1 = ln1(X)
+    H2 = ln2(H1 + attend(H1))
+    post = ln1(X + attend(X))
+    return {
+        "you normalised after the residual sum, LN(X + f(X)): that is the post-norm block. Pre-norm "
+        "normalises only the sublayer's input and adds its output to X as it is: X + f(LN(X)).": (
+            ln2(post + ffn(post))),
+        "the residual adds LN(X), not X: you overwrote X with its normalised version (X = LN(X)). Keep X "
+        "and give the sublayer a normalised copy: H = LN1(X); X = X + MHA(H, H, H).": H2 + ffn(H2),
+        "the attention's residual is missing: add the sublayer's input, X + MHA(LN1(X)), before the FFN.": (
+            attend(H1) + ffn(ln2(attend(H1)))),
+        "the FFN's residual is missing: return X + FFN(LN2(X)), where X is the attention's output.": (
+            ffn(ln2(after_attention))),
+        "both residual connections are missing: each sublayer adds its output to its input, "
+        "X + f(LN(X)).": ffn(ln2(attend(H1))),
+        "the second residual adds the block's input: add the FFN's output to the stream after the "
+        "attention, X + MHA(LN1(X)), not to the X the block was given.": X + ffn(ln2(after_attention)),
+        "the FFN sees the block's input: it comes after the attention, on its updated output "
+        "(X = X + MHA(LN1(X)), then X + FFN(LN2(X))); you added both sublayers to the input in "
+        "parallel.": after_attention + ffn(ln2(X)),
+        "the sublayers are in the wrong order: self-attention first, then the FFN.": (
+            X + ffn(ln2(X)) + attend(ln1(X + ffn(ln2(X))))),
+        "you used block.addnorm1.ln twice: each sublayer has its own LayerNorm, block.addnorm2.ln before "
+        "the FFN.": after_attention + ffn(ln1(after_attention)),
+        "you used block.addnorm2.ln twice: each sublayer has its own LayerNorm, block.addnorm1.ln before "
+        "the attention.": (X + attend(ln2(X))) + ffn(ln2(X + attend(ln2(X)))),
+        "the two LayerNorms are swapped: block.addnorm1.ln goes before the attention, block.addnorm2.ln "
+        "before the FFN.": (X + attend(ln2(X))) + ffn(ln1(X + attend(ln2(X)))),
+        "the keys and values are the un-normalised X: self-attention takes LN1(X) as its queries, keys "
+        "and values, block.attention(H, H, H, valid_lens) with H = LN1(X).": (
+            (X + block.attention(H1, X, X, valid_lens)) + ffn(ln2(X + block.attention(H1, X, X, valid_lens)))),
+        "you returned after the attention sublayer: the block goes on with the FFN, X + FFN(LN2(X)).": (
+            after_attention),
+        "the output is normalised: a pre-norm block returns its residual stream as it is; the one final "
+        "LayerNorm comes after the last block of a stack (TransformerEncoder's final_norm), not inside "
+        "each block.": ln2(out),
+        "the output is normalised (by block.addnorm1.ln): a pre-norm block returns its residual stream as "
+        "it is; the final LayerNorm belongs after the last block of a stack.": ln1(out),
+        "the output is normalised (F.layer_norm): a pre-norm block returns its residual stream as it is; "
+        "the final LayerNorm belongs after the last block of a stack.": F.layer_norm(out, out.shape[-1:]),
+        "the padding is attended to: pass valid_lens to the attention, block.attention(H, H, H, "
+        "valid_lens), so that no query looks at a padded key.": (
+            (X + attend(H1, False)) + ffn(ln2(X + attend(H1, False)))),
+    }
+
+
+def _pre_norm_block(d: int, d_ff: int, heads: int, use_bias: bool, seed: int) -> TransformerEncoderBlock:
+    """A pre-norm block (in eval mode, no dropout) whose two LayerNorms differ, so mixing them up shows."""
+    rng_state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        block = built(TransformerEncoderBlock, d, d_ff, heads, 0.0, use_bias=use_bias, norm_first=True)
+        with torch.no_grad():
+            for norm in (block.addnorm1.ln, block.addnorm2.ln):
+                norm.weight.copy_(0.5 + torch.rand(d))  # a fresh LayerNorm is the identity map:
+                norm.bias.copy_(0.5 * torch.randn(d))  # both would be the same
+            for p in block.ffn.parameters():
+                p.mul_(2.0)  # a sublayer output as large as X, so a missing residual shows
+    finally:
+        torch.random.set_rng_state(rng_state)
+    return block.eval()
+
+
+def _check_pre_norm_on(fn: Callable[..., Any], B: int, n: int, d: int, heads: int, *, padded: bool,
+                       use_bias: bool, seed: int, seconds: float) -> None:
+    # float32 only: the learner's copy of the block is rebuilt from its recipe, in torch's default dtype.
+    block = _pre_norm_block(d, 2 * d, heads, use_bias, seed)
+    gen = torch.Generator().manual_seed(seed)
+    X = 1.0 + 2.0 * torch.randn(B, n, d, generator=gen)  # not normalised, so LN(X) != X
+    valid_lens = None
+    if padded:
+        valid_lens = torch.randint(1, n + 1, (B,), generator=gen)  # (B,)
+        valid_lens[0] = max(1, n - 2)  # at least one sequence with padding
+    with torch.no_grad():
+        actual = call_on_copies(fn, X, valid_lens, block, name="pre_norm_block", seconds=seconds)
+        expect_close(actual, _pre_norm(block, X, valid_lens), name="pre_norm_block",
+                     mistakes=_pre_norm_mistakes(block, X, valid_lens))
+
+
+def check_pre_norm_block_small(fn: Callable[..., Any], *, seconds: float = 10.0) -> None:
+    """Public check: two sequences of five positions, one padded, d = 8, two heads."""
+    _check_pre_norm_on(fn, 2, 5, 8, 2, padded=True, use_bias=False, seed=0, seconds=seconds)
+
+
+def check_pre_norm_block_thorough(fn: Callable[..., Any], *, seconds: float = 10.0) -> None:
+    """Hidden check: more heads, biases in the projections, no padding (valid_lens None), one head, one
+    sequence, a long padded batch."""
+    for B, n, d, heads, padded, bias, seed in [(4, 9, 16, 4, True, True, 1), (3, 6, 12, 3, False, False, 2),
+                                               (1, 7, 8, 1, True, True, 3), (6, 12, 8, 2, True, False, 4)]:
+        _check_pre_norm_on(fn, B, n, d, heads, padded=padded, use_bias=bias, seed=seed, seconds=seconds)

@@ -1,5 +1,6 @@
 """Chapter 8's experiment: post-norm against pre-norm, measured on a tagging task
-(gradient norms per block, training with and without warm-up)."""
+(gradient norms per block, training with and without warm-up), and what Adam's
+moment estimates make of the first minibatch gradients (why Adam wants a warm-up)."""
 from __future__ import annotations
 
 import math
@@ -10,12 +11,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..training import linear_warmup_lr
 from ..transformer import TransformerEncoder
 from ..utils import (check_lr, check_non_negative_int, check_positive_int,
                      one_thread_on_cpu, progress_enabled, try_gpu)
 
 __all__ = [
     "TransformerTagger", "block_gradient_norms", "train_tagger", "tagging_accuracy",
+    "minibatch_gradients", "adam_step_statistics",
 ]
 
 
@@ -136,8 +139,7 @@ def train_tagger(
         for step in bar:
             # Linear warm-up: lr / warmup_steps, 2 lr / warmup_steps, ..., then lr.
             for group in optimizer.param_groups:
-                ramp = min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
-                group["lr"] = lr * ramp
+                group["lr"] = linear_warmup_lr(step + 1, lr, warmup_steps)
             idx = torch.randint(0, X.shape[0], (batch_size,), generator=gen)
             Xb, Yb = X[idx].to(device), Y[idx].to(device)  # (B, n), (B, n)
             loss = _token_loss(model(Xb), Yb)
@@ -192,3 +194,101 @@ def tagging_accuracy(
             correct += (model(Xb).argmax(dim=-1) == Yb).sum().item()
     model.train(was_training)
     return correct / Y.numel()
+
+
+
+def minibatch_gradients(
+    model: nn.Module,
+    X: Tensor,
+    Y: Tensor,
+    *,
+    num_batches: int,
+    batch_size: int = 32,
+    seed: int = 0,
+) -> Tensor:
+    """The loss gradient on num_batches random minibatches, at the same weights (ch. 8).
+
+    Shapes: X (N, n) token ids, Y (N, n) class ids -> (num_batches, num_weights), one
+    row per minibatch, the weights in model.parameters() order. The model is not
+    updated, so the rows are independent draws of the gradient Adam sees first.
+    """
+    check_positive_int("num_batches", num_batches)
+    check_positive_int("batch_size", batch_size)
+    _check_tagged(X, Y)
+    params = [p for p in model.parameters() if p.requires_grad]
+    device = params[0].device
+    gen = torch.Generator().manual_seed(seed)
+    rows = []
+    with one_thread_on_cpu(device):
+        for _ in range(num_batches):
+            idx = torch.randint(0, X.shape[0], (batch_size,), generator=gen)
+            loss = _token_loss(model(X[idx].to(device)), Y[idx].to(device))
+            grads = torch.autograd.grad(loss, params)
+            rows.append(torch.cat([g.reshape(-1) for g in grads]).cpu())
+    return torch.stack(rows)
+
+
+def adam_step_statistics(
+    grads: Tensor,
+    counts: list[int],
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+) -> dict[str, Tensor]:
+    """Adam's step after t gradients at the same weights, for each t in counts (ch. 8).
+
+    Shapes: grads (N, num_weights), independent draws -> {"spread", "cosine",
+    "size"}, each of len(counts). For each t the rows are cut into N // t groups of
+    t; each group gives Adam's bias-corrected averages m_t of g and v_t of g^2, and
+    its update divided by lr, u = m_t / (sqrt(v_t) + eps).
+    "spread": the std over groups of log(1 / sqrt(v_t)), the log of a weight's
+    step size lr / sqrt(v_t) (root mean square over weights); "cosine": the mean
+    cosine of u with the direction all the other groups give together; "size":
+    the median |u|. Weights with a zero gradient in some row (a dead ReLU unit)
+    are left out.
+    """
+    _check_statistics_args(grads, counts)
+    live = (grads != 0).all(dim=0)  # a zero gradient has no logarithm
+    grads = grads[:, live].float()  # (N, num_live)
+    out: dict[str, list[float]] = {"spread": [], "cosine": [], "size": []}
+    for t in counts:
+        # N // t groups of t rows each.
+        G = grads[: len(grads) // t * t].reshape(-1, t, grads.shape[1])
+        G2 = G**2
+        m, v = _adam_moments(G, betas)
+        u = m / (v.sqrt() + eps)  # one row per group: the update divided by lr
+        # Where the other groups point: their mean gradient over its root mean square.
+        g_sum, g2_sum = G.sum(dim=1), G2.sum(dim=1)  # one row per group
+        rest = (g_sum.sum(0) - g_sum) / (g2_sum.sum(0) - g2_sum).sqrt()
+        # Variance over groups (unbiased, so two groups suffice), mean over weights.
+        log_step = -0.5 * v.log()  # log(lr / sqrt(v_t)) - log(lr)
+        out["spread"].append(log_step.var(dim=0).mean().sqrt().item())
+        out["cosine"].append(F.cosine_similarity(u, rest, dim=-1).mean().item())
+        out["size"].append(u.abs().median().item())
+    return {key: torch.tensor(values) for key, values in out.items()}
+
+
+def _adam_moments(G: Tensor, betas: tuple[float, float]) -> tuple[Tensor, Tensor]:
+    """Adam's m_t and v_t after the t gradients of each group, bias-corrected.
+
+    Shapes: G (groups, steps, num_weights) -> two (groups, num_weights).
+    """
+    t = G.shape[1]
+    age = torch.arange(t - 1, -1, -1, dtype=G.dtype)  # the first row is the oldest
+    # Exponential averages, divided by 1 - beta^t (Adam's bias correction).
+    w1, w2 = [(1 - b) * b**age / (1 - b**t) for b in betas]
+    return torch.einsum("s,gsp->gp", w1, G), torch.einsum("s,gsp->gp", w2, G**2)
+
+
+def _check_statistics_args(grads: object, counts: list[int]) -> None:
+    if not isinstance(grads, Tensor) or grads.dim() != 2:
+        raise ValueError(
+            "grads must be a 2-D tensor (N, num_weights), got "
+            f"{getattr(grads, 'shape', type(grads).__name__)}"
+        )
+    for t in counts:
+        check_positive_int("each count", t)
+        if 2 * t > grads.shape[0]:
+            raise ValueError(
+                f"each count must leave two groups of its size in the {grads.shape[0]} "
+                f"rows of grads, got {t}"
+            )
