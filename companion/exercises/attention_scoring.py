@@ -231,7 +231,7 @@ def _sdp_mistakes(queries: Tensor, keys: Tensor, values: Tensor, lens: Optional[
         "the softmax runs over the queries (dim=1); each query's weights must sum to one over the keys "
         "(dim=-1).": pool(raw / math.sqrt(d), dim=1, mask_it=False),
         "you returned the attention weights (batch, n_q, n_k); return weights @ values, "
-        "(batch, n_q, v).": masked_softmax(raw / math.sqrt(d), lens),
+        "(batch, n_q, d_v).": masked_softmax(raw / math.sqrt(d), lens),
     }
     if lens is not None:
         mistakes["valid_lens is ignored: keys beyond each valid length must get weight 0 (use masked_softmax "
