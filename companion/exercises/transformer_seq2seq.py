@@ -118,11 +118,20 @@ def check_causal_mask_thorough(fn: Callable[..., Any], *, seconds: float = 10.0)
 # ---------------------------------------------------------------------------
 
 
+def _attend(queries: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None, scale: float,
+            dim: int = -1) -> tuple[Tensor, Tensor]:
+    """Softmax(queries keys^T / scale), masked where ``mask`` is False, over ``dim``; returns (output, weights)."""
+    scores = queries @ keys.transpose(1, 2) / scale
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores, dim=dim)
+    return weights @ values, weights
+
+
 def _step(q: Tensor, k: Tensor, v: Tensor, K_cache: Tensor, V_cache: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     K = torch.cat([K_cache, k], dim=1)  # (b, t + 1, d)
     V = torch.cat([V_cache, v], dim=1)  # (b, t + 1, d_v)
-    w = torch.softmax(q @ K.transpose(1, 2) / math.sqrt(q.shape[-1]), dim=-1)  # (b, 1, t + 1)
-    return w @ V, K, V  # (b, 1, d_v)
+    return _attend(q, K, V, None, math.sqrt(q.shape[-1]))[0], K, V  # output (b, 1, d_v)
 
 
 def _step_output_mistakes(q: Tensor, k: Tensor, v: Tensor, K_cache: Tensor, V_cache: Tensor) -> dict[str, Tensor]:
@@ -237,16 +246,6 @@ def _source_mask(src_valid_len: Tensor, m: int, n: int) -> Tensor:
     return (torch.arange(n)[None, None, :] < src_valid_len[:, None, None]).expand(-1, m, n)
 
 
-def _attend(queries: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None, scale: float,
-            dim: int = -1) -> tuple[Tensor, Tensor]:
-    """Softmax(queries keys^T / scale), masked where ``mask`` is False, over ``dim``; returns (output, weights)."""
-    scores = queries @ keys.transpose(1, 2) / scale
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    weights = torch.softmax(scores, dim=dim)
-    return weights @ values, weights
-
-
 def _cross(H: Tensor, E: Tensor, src_valid_len: Tensor, W_q: Tensor, W_k: Tensor,
            W_v: Tensor) -> tuple[Tensor, Tensor]:
     Q, K, V = H @ W_q, E @ W_k, E @ W_v  # (b, m, d_h), (b, n, d_h), (b, n, d_v)
@@ -261,7 +260,7 @@ def _cross_mistakes(H: Tensor, E: Tensor, src_valid_len: Tensor, W_q: Tensor, W_
     Q, K, V = H @ W_q, E @ W_k, E @ W_v
     mask = _source_mask(src_valid_len, m, n)
     scale = math.sqrt(d_h)
-    mistakes = {
+    return {
         "the keys and values come from the decoder (H): that is the decoder's self-attention. In "
         "encoder-decoder attention only the queries come from the decoder; the keys and values are the "
         "encoder's outputs, E @ W_k and E @ W_v, so the weights have one column per source position.": (
@@ -284,7 +283,6 @@ def _cross_mistakes(H: Tensor, E: Tensor, src_valid_len: Tensor, W_q: Tensor, W_
         "the output is a weighted sum of the keys E @ W_k; weight the values E @ W_v.": (
             _attend(Q, K, K, mask, scale)),
     }
-    return mistakes
 
 
 def _check_cross_on(fn: Callable[..., Any], args: tuple[Tensor, ...], seconds: float) -> None:

@@ -196,7 +196,6 @@ def tagging_accuracy(
     return correct / Y.numel()
 
 
-
 def minibatch_gradients(
     model: nn.Module,
     X: Tensor,
@@ -253,11 +252,10 @@ def adam_step_statistics(
     for t in counts:
         # N // t groups of t rows each.
         G = grads[: len(grads) // t * t].reshape(-1, t, grads.shape[1])
-        G2 = G**2
         m, v = _adam_moments(G, betas)
         u = m / (v.sqrt() + eps)  # one row per group: the update divided by lr
         # Where the other groups point: their mean gradient over its root mean square.
-        g_sum, g2_sum = G.sum(dim=1), G2.sum(dim=1)  # one row per group
+        g_sum, g2_sum = G.sum(dim=1), (G**2).sum(dim=1)  # one row per group
         rest = (g_sum.sum(0) - g_sum) / (g2_sum.sum(0) - g2_sum).sqrt()
         # Variance over groups (unbiased, so two groups suffice), mean over weights.
         log_step = -0.5 * v.log()  # log(lr / sqrt(v_t)) - log(lr)
